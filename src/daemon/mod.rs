@@ -1,0 +1,360 @@
+//! The daemon: a thin tokio shell around the protocol core. It binds the
+//! sockets, moves datagrams between them and [`ntp::server`](crate::ntp::server),
+//! keeps the counters, and handles signals: SIGTERM/SIGINT stop, SIGHUP
+//! reloads the config, SIGUSR1 logs the counters. It decides nothing itself.
+
+pub mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinHandle;
+
+use crate::clock::{self, Clock, SystemClock};
+use crate::config::{self, Config, Loaded, Severity};
+use crate::ntp::packet::{self, NtpTimestamp, ParseError};
+use crate::ntp::ratelimit::DEFAULT_CAPACITY;
+use crate::ntp::server::{DropReason, Outcome, Request, Server, SystemState};
+use crate::status::ServerCounters;
+use crate::{error, info, notice, warning};
+use udp::{Batch, ServerSocket};
+
+/// Where the configuration comes from.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    File(PathBuf),
+    /// A config compiled into the binary (the demo); `label` names it in messages.
+    Embedded {
+        label: &'static str,
+        text: &'static str,
+    },
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> Loaded {
+        match self {
+            ConfigSource::File(path) => config::load(path),
+            ConfigSource::Embedded { label, text } => config::parse(text, label),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Embedded { label, .. } => label.to_string(),
+        }
+    }
+}
+
+/// How often the lab-only local reference refreshes its reference time.
+const LOCAL_REFERENCE_REFRESH: Duration = Duration::from_secs(16);
+
+/// State shared by the socket tasks. Each lock is taken once per batch of
+/// datagrams, not per datagram.
+struct Shared {
+    server: Mutex<Server>,
+    state: Mutex<SystemState>,
+    counters: Mutex<ServerCounters>,
+    precision: i8,
+    /// Origin of the monotonic time the rate limiter runs on.
+    epoch: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic aborts the process (panic = "abort"), so a poisoned lock
+    // cannot be observed in the daemon; tests may unwind, so recover.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn log_diagnostics(loaded: &Loaded) {
+    for d in &loaded.diagnostics {
+        match d.severity {
+            Severity::Error => error!("{d}"),
+            Severity::Warning => warning!("{d}"),
+        }
+    }
+}
+
+fn new_server(config: &Config, precision: i8) -> Server {
+    Server::new(
+        config.server.access.clone(),
+        DEFAULT_CAPACITY,
+        precision,
+        random_seed(),
+    )
+}
+
+/// A seed for the rate limiter's leak, from the kernel.
+fn random_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into `seed`.
+    let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(seed)
+    } else {
+        // No getrandom (very old kernel): the clock is unpredictable enough
+        // for a leak coin.
+        clock::realtime().0 as u64
+    }
+}
+
+/// Run the daemon until SIGTERM or SIGINT. Returns the process exit code.
+pub fn run(source: ConfigSource) -> i32 {
+    let loaded = source.load();
+    log_diagnostics(&loaded);
+    let Some(config) = loaded.config else {
+        error!("{}: configuration refused, not starting", source.describe());
+        return 1;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(serve(source, config))
+}
+
+struct Running {
+    config: Config,
+    sockets: Vec<JoinHandle<()>>,
+    reference: Option<JoinHandle<()>>,
+}
+
+async fn serve(source: ConfigSource, config: Config) -> i32 {
+    let precision = clock::measure_precision(&SystemClock);
+    notice!(
+        "ntpgate {} starting, config {}, clock precision 2^{} s",
+        env!("CARGO_PKG_VERSION"),
+        source.describe(),
+        precision
+    );
+    let shared = Arc::new(Shared {
+        server: Mutex::new(new_server(&config, precision)),
+        state: Mutex::new(SystemState::unsynchronised()),
+        counters: Mutex::new(ServerCounters::default()),
+        precision,
+        epoch: Instant::now(),
+    });
+    let mut running = Running {
+        sockets: Vec::new(),
+        reference: None,
+        config,
+    };
+    if let Err(e) = start_sockets(&mut running, &shared) {
+        error!("{e}");
+        return 1;
+    }
+    start_reference(&mut running, &shared);
+
+    let signals = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+    );
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = signals else {
+        error!("cannot install signal handlers");
+        return 1;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&source, &mut running, &shared).await,
+            _ = usr1.recv() => notice!("counters: {}", *lock(&shared.counters)),
+        }
+    }
+    stop_sockets(&mut running).await;
+    if let Some(r) = running.reference.take() {
+        r.abort();
+    }
+    notice!("counters: {}", *lock(&shared.counters));
+    notice!("stopped");
+    0
+}
+
+/// Bind every listen address and start a task for each. Addresses that
+/// fail are logged; it is an error only if none can be bound.
+fn start_sockets(running: &mut Running, shared: &Arc<Shared>) -> io::Result<()> {
+    let server = &running.config.server;
+    if !server.enabled {
+        notice!("server disabled (option enabled '0'): not serving NTP");
+        return Ok(());
+    }
+    for ip in &server.listen {
+        let addr = SocketAddr::new(*ip, server.port);
+        match ServerSocket::bind(addr) {
+            Ok(socket) => {
+                notice!(
+                    "serving NTP on {} (kernel receive timestamps: {})",
+                    socket.local,
+                    if socket.kernel_timestamps {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                );
+                let shared = Arc::clone(shared);
+                running.sockets.push(tokio::spawn(
+                    async move { serve_socket(socket, shared).await },
+                ));
+            }
+            Err(e) => error!("cannot serve on {addr}: {e}"),
+        }
+    }
+    if running.sockets.is_empty() {
+        return Err(io::Error::other(
+            "no listen address could be bound; not serving",
+        ));
+    }
+    Ok(())
+}
+
+async fn stop_sockets(running: &mut Running) {
+    for task in running.sockets.drain(..) {
+        task.abort();
+        // Awaiting the aborted task drops its socket, freeing the port.
+        let _ = task.await;
+    }
+}
+
+/// The lab-only local reference, or the honest "no reference yet".
+fn start_reference(running: &mut Running, shared: &Arc<Shared>) {
+    if let Some(r) = running.reference.take() {
+        r.abort();
+    }
+    match running.config.server.local_stratum {
+        Some(stratum) => {
+            warning!(
+                "serving the local clock as a stratum {stratum} reference (local_stratum: lab use only)"
+            );
+            let shared = Arc::clone(shared);
+            running.reference = Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(LOCAL_REFERENCE_REFRESH);
+                loop {
+                    tick.tick().await;
+                    *lock(&shared.state) = SystemState::local(stratum, SystemClock.now());
+                }
+            }));
+        }
+        None => {
+            *lock(&shared.state) = SystemState::unsynchronised();
+            notice!("no time reference yet: answering as unsynchronised (leap 3, stratum 0)");
+        }
+    }
+}
+
+/// SIGHUP: re-read the config. A config with errors changes nothing.
+async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Shared>) {
+    let loaded = source.load();
+    log_diagnostics(&loaded);
+    let Some(new) = loaded.config else {
+        error!(
+            "{}: reload refused, keeping the running configuration",
+            source.describe()
+        );
+        return;
+    };
+    if new == running.config {
+        info!("reload: configuration unchanged");
+        return;
+    }
+    let old = std::mem::replace(&mut running.config, new);
+    if old.server.access != running.config.server.access {
+        *lock(&shared.server) = new_server(&running.config, shared.precision);
+    }
+    let sockets_changed = (old.server.enabled, &old.server.listen, old.server.port)
+        != (
+            running.config.server.enabled,
+            &running.config.server.listen,
+            running.config.server.port,
+        );
+    if sockets_changed {
+        stop_sockets(running).await;
+        if let Err(e) = start_sockets(running, shared) {
+            error!("reload: {e}");
+        }
+    }
+    if old.server.local_stratum != running.config.server.local_stratum {
+        start_reference(running, shared);
+    }
+    notice!("reload: configuration applied");
+}
+
+/// One socket's receive-decide-reply loop.
+async fn serve_socket(socket: ServerSocket, shared: Arc<Shared>) {
+    let mut batch = Batch::new(socket.local, socket.wildcard);
+    let local = socket.local;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket.socket);
+    let socket = match tokio::net::UdpSocket::from_std(socket.socket) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{local}: {e}");
+            return;
+        }
+    };
+    let mut receive_errors = 0u64;
+    loop {
+        if let Err(e) = socket.readable().await {
+            error!("{local}: {e}");
+            return;
+        }
+        let n = match socket.try_io(Interest::READABLE, || batch.receive(fd)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                receive_errors += 1;
+                if receive_errors.is_power_of_two() {
+                    warning!("{local}: receive failed ({receive_errors} times so far): {e}");
+                }
+                continue;
+            }
+        };
+        // Used where the kernel gave no timestamp.
+        let received_fallback = SystemClock.now();
+        let monotonic_ns = shared.epoch.elapsed().as_nanos() as u64;
+        let state = *lock(&shared.state);
+        let mut counters = ServerCounters::default();
+        {
+            let mut server = lock(&shared.server);
+            for i in 0..n {
+                let Some((datagram, bytes)) = batch.datagram(i) else {
+                    continue;
+                };
+                let mut reply = [0u8; packet::HEADER_LEN];
+                let outcome = if datagram.truncated {
+                    Outcome::Dropped(DropReason::Malformed(ParseError::TooLong))
+                } else {
+                    let request = Request {
+                        packet: bytes,
+                        source: datagram.source,
+                        received: datagram.timestamp.unwrap_or(received_fallback),
+                        monotonic_ns,
+                    };
+                    server.handle(&state, &request, &mut reply)
+                };
+                counters.record(outcome);
+                if outcome.reply_sent() {
+                    *batch.stage_reply(i) = reply;
+                }
+            }
+        }
+        // The transmit timestamp, as late as possible: just before the send.
+        let transmit = NtpTimestamp::from_unix(SystemClock.now());
+        for reply in batch.staged_replies() {
+            packet::set_transmit(reply, transmit);
+        }
+        counters.send_failed += batch.send(fd) as u64;
+        lock(&shared.counters).add(&counters);
+    }
+}

@@ -1,0 +1,13 @@
+//! ntpgate: an NTP server for OpenWrt routers that serve time to the world.
+//!
+//! The protocol core ([`ntp`]) is sans IO; [`daemon`] is the thin tokio
+//! shell around it. See DESIGN.md in the project's shared folder for the map.
+
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod log;
+pub mod net;
+pub mod ntp;
+pub mod query;
+pub mod status;

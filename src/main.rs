@@ -1,0 +1,127 @@
+//! The `ntpgate` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ntpgate::config::{self, Severity};
+use ntpgate::daemon::{self, ConfigSource};
+
+#[derive(Parser)]
+#[command(
+    name = "ntpgate",
+    version,
+    about = "NTP server for OpenWrt routers that serve time to the world",
+    long_about = "ntpgate serves NTP (versions 1 to 4) from an OpenWrt router, with per-client \
+rate limiting and allow/deny lists, configured in /etc/config/ntpgate (UCI).\n\n\
+Start it with the init script (/etc/init.d/ntpgate start); use `check` after editing the \
+config and `query` to see what a server answers."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (what the init script starts).
+    ///
+    /// Logs go to stderr, one line per event. SIGHUP re-reads the config
+    /// (a config with errors is refused and the running one kept), SIGUSR1
+    /// logs the server counters, SIGTERM or SIGINT stop.
+    Run {
+        /// The UCI config file.
+        #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Check a config file and print every problem in it.
+    ///
+    /// Each line reads FILE:LINE: error|warning: what is wrong. The exit
+    /// status is 1 when there are errors (the daemon would refuse the file),
+    /// 0 otherwise.
+    Check {
+        /// The UCI config file.
+        #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Ask an NTP server for the time once and print its answer.
+    ///
+    /// Shows offset, delay, stratum, refid, leap and the root values, like
+    /// ntpdig. TARGET is HOST, HOST:PORT, an IPv6 address, or [IPV6]:PORT;
+    /// the port defaults to 123. Exit status: 0 for a synchronised answer,
+    /// 1 for none, 2 when the server says it is not synchronised.
+    Query {
+        #[arg(value_name = "TARGET")]
+        target: String,
+        /// Seconds to wait for the answer.
+        #[arg(short, long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// Run a demonstration server on localhost; no root, no network needed.
+    ///
+    /// Serves this machine's clock at stratum 10 (a lab-only setting) on
+    /// 127.0.0.1 and ::1, port 12300. Never changes the clock.
+    Demo,
+}
+
+/// The demo's embedded config: loopback only, an unprivileged port, and the
+/// local clock as the reference.
+const DEMO_CONFIG: &str = "\
+config server 'main'
+\tlist listen '127.0.0.1'
+\tlist listen '::1'
+\toption port '12300'
+\toption local_stratum '10'
+";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run { config } => daemon::run(ConfigSource::File(config)),
+        Command::Check { config } => check(&config),
+        Command::Query { target, timeout } => {
+            if !(timeout.is_finite() && timeout > 0.0) {
+                eprintln!("ntpgate query: --timeout must be a positive number of seconds");
+                return ExitCode::from(1);
+            }
+            ntpgate::query::run(&target, Duration::from_secs_f64(timeout))
+        }
+        Command::Demo => {
+            eprintln!(
+                "ntpgate demo: serving this machine's clock on 127.0.0.1:12300 and [::1]:12300.\n\
+                 Ask it from another terminal:  cargo run --release -- query 127.0.0.1:12300\n\
+                 or with chrony:               chronyd -Q 'server 127.0.0.1 port 12300 iburst'\n\
+                 Stop it with Ctrl-C."
+            );
+            daemon::run(ConfigSource::Embedded {
+                label: "(demo config)",
+                text: DEMO_CONFIG,
+            })
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn check(path: &std::path::Path) -> i32 {
+    let loaded = config::load(path);
+    for d in &loaded.diagnostics {
+        println!("{d}");
+    }
+    let errors = loaded.errors().count();
+    let warnings = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
+    if errors > 0 {
+        println!(
+            "{}: {errors} error(s), {warnings} warning(s): the daemon would refuse this file",
+            path.display()
+        );
+        1
+    } else {
+        println!("{}: OK ({warnings} warning(s))", path.display());
+        0
+    }
+}

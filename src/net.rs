@@ -1,0 +1,128 @@
+//! Address helpers shared by the config, the server and the rate limiter.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// A dual-stack socket reports IPv4 clients as `::ffff:a.b.c.d`. Every policy
+/// (allow/deny, rate limiting, refid) must see them as the IPv4 addresses
+/// they are, or an IPv4 client would escape IPv4 rules.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// An address prefix such as `2001:db8::/32` or `192.0.2.0/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix_len: u8,
+}
+
+impl Cidr {
+    /// Parse `ADDR/LEN` or a bare address (a host prefix). Host bits below
+    /// the prefix are cleared; `had_host_bits` tells the caller so that
+    /// `ntpgate check` can point it out.
+    pub fn parse(text: &str) -> Result<(Cidr, bool), String> {
+        let (addr_text, len_text) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr_text
+            .parse()
+            .map_err(|_| format!("'{addr_text}' is not an IPv4 or IPv6 address"))?;
+        let addr = canonical(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match len_text {
+            None => max,
+            Some(l) => match l.parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("'{l}' is not a prefix length (0-{max})")),
+            },
+        };
+        let network = mask(addr, prefix_len);
+        Ok((
+            Cidr {
+                network,
+                prefix_len,
+            },
+            network != addr,
+        ))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.prefix_len) == self.network
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix_len)
+    }
+}
+
+/// The address with every bit past `prefix_len` cleared.
+pub fn mask(ip: IpAddr, prefix_len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let keep = u32::MAX
+                .checked_shl(32 - u32::from(prefix_len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((bits & keep).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let keep = u128::MAX
+                .checked_shl(128 - u32::from(prefix_len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((bits & keep).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn mapped_addresses_are_ipv4() {
+        assert_eq!(canonical(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(canonical(ip("2001:db8::1")), ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn cidr_parse_and_contains() {
+        let (net, host_bits) = Cidr::parse("192.0.2.77/24").unwrap();
+        assert!(host_bits);
+        assert_eq!(net.to_string(), "192.0.2.0/24");
+        assert!(net.contains(ip("192.0.2.1")));
+        assert!(net.contains(ip("::ffff:192.0.2.200")));
+        assert!(!net.contains(ip("192.0.3.1")));
+        assert!(!net.contains(ip("::c000:201")));
+
+        let (v6, host_bits) = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(!host_bits);
+        assert!(v6.contains(ip("2001:db8:ffff::1")));
+        assert!(!v6.contains(ip("2001:db9::1")));
+
+        let (all, _) = Cidr::parse("::/0").unwrap();
+        assert!(all.contains(ip("2001:db8::1")));
+        assert!(!all.contains(ip("192.0.2.1")));
+        let (host, _) = Cidr::parse("2001:db8::5").unwrap();
+        assert_eq!(host.to_string(), "2001:db8::5/128");
+
+        assert!(Cidr::parse("192.0.2.0/33").is_err());
+        assert!(Cidr::parse("example.net/8").is_err());
+        assert!(Cidr::parse("10.0.0.0/x").is_err());
+    }
+}

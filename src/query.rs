@@ -1,0 +1,194 @@
+//! `ntpgate query`: one NTP exchange with a server, printed like ntpdig.
+//! The IO shell around [`ntp::client`](crate::ntp::client).
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::ntp::client::{self, ReplyError, Sample};
+use crate::ntp::packet::{self, Leap, NtpTimestamp, UnixNanos};
+
+/// Resolve `HOST`, `HOST:PORT`, `IPV6` or `[IPV6]:PORT`; the port defaults to 123.
+pub fn resolve(target: &str) -> Result<Vec<SocketAddr>, String> {
+    let with_port = if target.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{target}]:123")
+    } else if target.starts_with('[') || target.contains(':') {
+        target.to_string()
+    } else {
+        format!("{target}:123")
+    };
+    let addrs: Vec<SocketAddr> = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{target}': {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("'{target}' has no address"));
+    }
+    Ok(addrs)
+}
+
+/// Exchange one request with `server`; waits up to `timeout`.
+pub fn exchange(server: SocketAddr, timeout: Duration) -> Result<(Sample, UnixNanos), String> {
+    let bind: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let socket = UdpSocket::bind(bind).map_err(|e| format!("cannot open a socket: {e}"))?;
+    socket
+        .connect(server)
+        .map_err(|e| format!("cannot reach {server}: {e}"))?;
+    socket
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| format!("socket: {e}"))?;
+    let clock = SystemClock;
+    let t1 = clock.now();
+    let transmit = NtpTimestamp::from_unix(t1);
+    socket
+        .send(&client::request(transmit, 6))
+        .map_err(|e| format!("cannot send to {server}: {e}"))?;
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = socket.recv(&mut buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                format!(
+                    "no answer from {server} within {:.1} s",
+                    timeout.as_secs_f64()
+                )
+            }
+            _ => format!("no answer from {server}: {e}"),
+        })?;
+        let t4 = clock.now();
+        match client::evaluate(&buf[..n], transmit, t1, t4) {
+            // Not ours (late or stray): keep waiting for the real answer.
+            Err(ReplyError::OriginMismatch) => continue,
+            Err(e) => return Err(format!("{server}: {e}")),
+            Ok(sample) => return Ok((sample, t4)),
+        }
+    }
+}
+
+/// The report printed for one sample.
+pub fn describe(server: SocketAddr, sample: &Sample, received: UnixNanos) -> String {
+    let r = &sample.reply;
+    let mut out = String::new();
+    let _ = writeln!(out, "server     {server}");
+    let _ = writeln!(out, "stratum    {}", r.stratum);
+    let _ = writeln!(out, "refid      {}", r.refid.display(r.stratum));
+    let _ = writeln!(out, "leap       {} ({})", r.leap as u8, r.leap.describe());
+    let _ = writeln!(out, "version    {}", r.version);
+    let _ = writeln!(out, "offset     {:+.6} s", sample.offset);
+    let _ = writeln!(out, "delay      {:.6} s", sample.delay);
+    let _ = writeln!(
+        out,
+        "root delay {:.6} s",
+        packet::short_to_secs(r.root_delay)
+    );
+    let _ = writeln!(
+        out,
+        "root disp  {:.6} s",
+        packet::short_to_secs(r.root_dispersion)
+    );
+    let _ = writeln!(out, "precision  2^{} s", r.precision);
+    let _ = writeln!(out, "poll       2^{} s", r.poll);
+    let reference = if r.reference == NtpTimestamp::ZERO {
+        "never".to_string()
+    } else {
+        format_utc(r.reference.to_unix_near(received))
+    };
+    let _ = writeln!(out, "reference  {reference}");
+    let _ = write!(
+        out,
+        "time       {}",
+        format_utc(sample.server_time(received))
+    );
+    out
+}
+
+/// Run `ntpgate query`. Exit codes: 0 synchronised answer, 1 no usable
+/// answer, 2 an answer from an unsynchronised server.
+pub fn run(target: &str, timeout: Duration) -> i32 {
+    let addrs = match resolve(target) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ntpgate query: {e}");
+            return 1;
+        }
+    };
+    let mut last_error = String::new();
+    for server in addrs {
+        match exchange(server, timeout) {
+            Ok((sample, received)) => {
+                println!("{}", describe(server, &sample, received));
+                if sample.reply.leap == Leap::Unsynchronised {
+                    eprintln!(
+                        "ntpgate query: {server} is not synchronised (leap 3): do not use its time"
+                    );
+                    return 2;
+                }
+                return 0;
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    eprintln!("ntpgate query: {last_error}");
+    1
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.uuuuuuZ`, from days since 1970 by the civil-from-days
+/// algorithm (H. Hinnant), to avoid a date crate for one line of output.
+pub fn format_utc(t: UnixNanos) -> String {
+    let secs = t.0.div_euclid(1_000_000_000);
+    let micros = t.0.rem_euclid(1_000_000_000) / 1000;
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(UnixNanos(0)), "1970-01-01T00:00:00.000000Z");
+        // The NTP era rollover.
+        assert_eq!(
+            format_utc(UnixNanos(2_085_978_496_000_000_000)),
+            "2036-02-07T06:28:16.000000Z"
+        );
+        assert_eq!(
+            format_utc(UnixNanos(951_782_400_500_000_000)),
+            "2000-02-29T00:00:00.500000Z"
+        );
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            resolve("127.0.0.1").unwrap(),
+            ["127.0.0.1:123".parse().unwrap()]
+        );
+        assert_eq!(
+            resolve("127.0.0.1:999").unwrap(),
+            ["127.0.0.1:999".parse().unwrap()]
+        );
+        assert_eq!(resolve("::1").unwrap(), ["[::1]:123".parse().unwrap()]);
+        assert_eq!(resolve("[::1]:5").unwrap(), ["[::1]:5".parse().unwrap()]);
+        assert!(resolve("[::1").is_err());
+    }
+}
