@@ -74,8 +74,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn log_diagnostics(loaded: &Loaded) {
     for d in &loaded.diagnostics {
         match d.severity {
-            Severity::Error => error!("{d}"),
-            Severity::Warning => warning!("{d}"),
+            Severity::Error => error!("{}:{}: {}", d.file, d.line, d.message),
+            Severity::Warning => warning!("{}:{}: {}", d.file, d.line, d.message),
         }
     }
 }

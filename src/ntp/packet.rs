@@ -170,7 +170,17 @@ impl RefId {
                 .collect()
         } else {
             let [a, b, c, d] = self.0;
-            format!("{a}.{b}.{c}.{d}")
+            // Some servers put an ASCII code at any stratum (LOCL for a
+            // local clock): show it beside the address form.
+            if self
+                .0
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            {
+                format!("{a}.{b}.{c}.{d} ({})", String::from_utf8_lossy(&self.0))
+            } else {
+                format!("{a}.{b}.{c}.{d}")
+            }
         }
     }
 }
@@ -421,6 +431,7 @@ mod tests {
     fn refid_display() {
         assert_eq!(RefId::ascii(b"LOCL").display(1), "LOCL");
         assert_eq!(RefId([192, 0, 2, 1]).display(2), "192.0.2.1");
+        assert_eq!(RefId::ascii(b"LOCL").display(10), "76.79.67.76 (LOCL)");
         assert_eq!(
             RefId::from_ip("192.0.2.1".parse().unwrap()),
             RefId([192, 0, 2, 1])

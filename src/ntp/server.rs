@@ -168,6 +168,14 @@ impl Server {
         req: &Request<'_>,
         out: &mut [u8; HEADER_LEN],
     ) -> Outcome {
+        // Control (6) and private (7) messages have their own formats, often
+        // shorter than a header: name them by their mode, not as malformed.
+        if let Some(&first) = req.packet.first() {
+            let (version, m) = ((first >> 3) & 7, first & 7);
+            if (1..=4).contains(&version) && (m == mode::CONTROL || m == mode::PRIVATE) {
+                return Outcome::Dropped(DropReason::Mode(m));
+            }
+        }
         let header = match packet::parse(req.packet) {
             Ok(h) => h,
             Err(e) => return Outcome::Dropped(DropReason::Malformed(e)),
@@ -327,6 +335,27 @@ mod tests {
         assert_eq!(o, Outcome::Dropped(DropReason::Mode(0)));
         let (o, _) = ask(&mut s, &state, &request(2, 0, 6, 5), "192.0.2.1:5000", 1);
         assert_eq!(o, Outcome::Dropped(DropReason::Mode(0)));
+    }
+
+    #[test]
+    fn control_and_private_modes_are_dropped_by_mode() {
+        let mut s = server(AccessPolicy::default());
+        let state = SystemState::local(3, NOW);
+        // ntpq's 12-byte mode 6 readvar and a 192-byte mode 7 monlist request.
+        let mut readvar = [0u8; 12];
+        readvar[0] = (2 << 3) | 6;
+        readvar[1] = 2;
+        let mut monlist = [0u8; 192];
+        monlist[0] = (2 << 3) | 7;
+        monlist[3] = 42;
+        assert_eq!(
+            ask(&mut s, &state, &readvar, "192.0.2.1:40000", 1).0,
+            Outcome::Dropped(DropReason::Mode(6))
+        );
+        assert_eq!(
+            ask(&mut s, &state, &monlist, "192.0.2.1:40000", 1).0,
+            Outcome::Dropped(DropReason::Mode(7))
+        );
     }
 
     #[test]

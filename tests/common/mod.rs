@@ -1,0 +1,326 @@
+//! Shared harness for the integration tests: the daemon as a child process,
+//! raw NTP packets, network namespaces, and the real peers (chronyd, ntpdig).
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ntpgate");
+
+static UNIQUE: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this test process and call.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        UNIQUE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh scratch directory under the target dir.
+pub fn scratch_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("t"));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// A UDP port nobody uses right now on loopback.
+pub fn free_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = s.local_addr().unwrap().port();
+    // Also free on ::1, since tests listen on both.
+    match UdpSocket::bind(("::1", port)) {
+        Ok(_) => port,
+        Err(_) => free_port(),
+    }
+}
+
+/// Fail with what to install when a peer program is missing.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(program);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "{program} is not installed: the test command installs Debian's {package} (apt-get install {package})"
+    );
+}
+
+pub fn require_root(what: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "{what} needs root (network namespaces); run the test command as root, as CI does"
+    );
+}
+
+/// The daemon under test, with its stderr collected.
+pub struct Daemon {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    pub config_path: PathBuf,
+}
+
+impl Daemon {
+    /// Start `ntpgate run` with this config text; wait until it serves on
+    /// `sockets` addresses.
+    pub fn start(config: &str, sockets: usize) -> Daemon {
+        Self::start_with(Command::new(BIN), config, sockets)
+    }
+
+    /// As [`Daemon::start`], from a prepared command (to run it in a
+    /// namespace, say): `run --config FILE` is appended.
+    pub fn start_with(mut cmd: Command, config: &str, sockets: usize) -> Daemon {
+        let config_path = scratch_dir().join("ntpgate.conf");
+        std::fs::write(&config_path, config).unwrap();
+        cmd.arg("run").arg("--config").arg(&config_path);
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ntpgate");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let d = Daemon {
+            child,
+            log,
+            config_path,
+        };
+        d.wait_for_log(
+            |l| l.matches("serving NTP on").count() >= sockets,
+            "the daemon to bind",
+        );
+        d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn wait_for_log(&self, done: impl Fn(&str) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if done(&self.log()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Ask for the counters (SIGUSR1) and parse the line the daemon logs.
+    pub fn counters(&self) -> HashMap<String, u64> {
+        let before = self.log().matches("counters:").count();
+        self.signal("USR1");
+        self.wait_for_log(|l| l.matches("counters:").count() > before, "the counters");
+        let log = self.log();
+        let line = log
+            .lines()
+            .filter(|l| l.contains("counters:"))
+            .nth(before)
+            .unwrap();
+        parse_counters(line)
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal("TERM");
+        let status = self.child.wait().unwrap();
+        // Let the reader thread drain the pipe.
+        std::thread::sleep(Duration::from_millis(50));
+        (status, self.log())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn parse_counters(line: &str) -> HashMap<String, u64> {
+    line.split_once("counters:")
+        .expect("a counters line")
+        .1
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("key=value");
+            (k.to_string(), v.parse().expect("number"))
+        })
+        .collect()
+}
+
+/// A client request: version, mode, poll, transmit timestamp.
+pub fn request(version: u8, mode: u8, poll: i8, transmit: u64) -> Vec<u8> {
+    let mut p = vec![0u8; 48];
+    p[0] = (version << 3) | mode;
+    p[2] = poll as u8;
+    p[40..48].copy_from_slice(&transmit.to_be_bytes());
+    p
+}
+
+/// Send `packet` from `from` (an address on this machine) to `to`; the
+/// reply, or `None` after `wait`.
+pub fn exchange(
+    from: SocketAddr,
+    to: SocketAddr,
+    packet: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind(from).expect("bind client");
+    s.set_read_timeout(Some(wait)).unwrap();
+    s.send_to(packet, to).expect("send");
+    let mut buf = [0u8; 2048];
+    match s.recv_from(&mut buf) {
+        Ok((n, src)) => {
+            assert_eq!(src, to, "reply from the address the request went to");
+            Some(buf[..n].to_vec())
+        }
+        Err(_) => None,
+    }
+}
+
+/// The wall clock as an NTP timestamp (for checking reply timestamps).
+pub fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let secs = (d.as_secs() + 2_208_988_800) & 0xffff_ffff;
+    let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+pub fn u64_at(p: &[u8], i: usize) -> u64 {
+    u64::from_be_bytes(p[i..i + 8].try_into().unwrap())
+}
+
+/// A network namespace that exists for the life of the value.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        require_root("a network namespace");
+        require("ip", "iproute2");
+        let name = unique("ntpgate-t");
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        run_ok(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]));
+        Netns { name }
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A chronyd that serves its local clock on a loopback port and never
+/// touches this machine's clock (-x).
+pub struct Chronyd {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Chronyd {
+    pub fn server(stratum: u8) -> Chronyd {
+        let chronyd = require("chronyd", "chrony");
+        let dir = scratch_dir();
+        let port = free_port();
+        let conf = dir.join("chrony.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.0/8\nlocal stratum {stratum}\ncmdport 0\nbindcmdaddress /\npidfile {}\ndriftfile {}\n",
+                dir.join("chronyd.pid").display(),
+                dir.join("drift").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(chronyd)
+            .args(["-x", "-d", "-u", "root", "-f"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chronyd");
+        // Wait until it answers.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let to: SocketAddr = ([127, 0, 0, 1], port).into();
+        while Instant::now() < deadline {
+            if exchange(
+                "127.0.0.1:0".parse().unwrap(),
+                to,
+                &request(4, 3, 6, 1),
+                Duration::from_millis(200),
+            )
+            .is_some()
+            {
+                return Chronyd { child, port, dir };
+            }
+        }
+        panic!("chronyd did not start serving on port {port}");
+    }
+}
+
+impl Drop for Chronyd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
