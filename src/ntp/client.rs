@@ -83,7 +83,9 @@ pub fn evaluate(
     if h.origin != sent_transmit {
         return Err(ReplyError::OriginMismatch);
     }
-    if h.stratum == 0 {
+    // Stratum 0 with a code in the refid is a kiss-o'-death; with refid 0
+    // it is just an unsynchronised server, which the caller sees by its leap.
+    if h.stratum == 0 && h.refid != RefId::default() {
         return Err(ReplyError::Kiss(h.refid));
     }
     if h.transmit == NtpTimestamp::ZERO {
