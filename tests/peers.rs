@@ -10,7 +10,9 @@ use common::*;
 
 fn local_config(port: u16, stratum: Option<u8>) -> String {
     let stratum = stratum.map_or(String::new(), |s| format!("\toption local_stratum '{s}'\n"));
-    format!("config server 'main'\n\tlist listen '127.0.0.1'\n\tlist listen '::1'\n\toption port '{port}'\n{stratum}")
+    format!(
+        "config server 'main'\n\tlist listen '127.0.0.1'\n\tlist listen '::1'\n\toption port '{port}'\n{stratum}"
+    )
 }
 
 /// Run `chronyd -Q` against `server` and return (exit ok, stderr, log file text).
@@ -18,14 +20,25 @@ fn chronyd_client(server_line: &str, log: &str, timeout_s: u32) -> (bool, String
     let chronyd = require("chronyd", "chrony");
     let dir = scratch_dir();
     let out = Command::new(chronyd)
-        .args(["-Q", "-u", "root", "-t", &timeout_s.to_string(), server_line])
+        .args([
+            "-Q",
+            "-u",
+            "root",
+            "-t",
+            &timeout_s.to_string(),
+            server_line,
+        ])
         .arg(format!("logdir {}", dir.display()))
         .arg(format!("log {log}"))
         .output()
         .expect("run chronyd -Q");
     // Raw or not, chrony writes measurements.log.
     let log_text = std::fs::read_to_string(dir.join("measurements.log")).unwrap_or_default();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned(), log_text)
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        log_text,
+    )
 }
 
 /// Data rows of a chrony measurements log, split into columns.
@@ -63,9 +76,17 @@ fn chronyd_accepts_ntpgate_as_a_source() {
             assert_eq!(r[2], address);
             assert_eq!(r[3], "N", "leap: none");
             assert_eq!(r[4], "6", "stratum");
-            assert_eq!((r[5].as_str(), r[6].as_str(), r[7].as_str()), ("111", "111", "1111"), "all of chrony's tests pass");
+            assert_eq!(
+                (r[5].as_str(), r[6].as_str(), r[7].as_str()),
+                ("111", "111", "1111"),
+                "all of chrony's tests pass"
+            );
             assert_eq!(r[14].parse::<f64>().unwrap(), 0.0, "root delay");
-            assert!(r[15].parse::<f64>().unwrap() < 0.001, "root dispersion {}", r[15]);
+            assert!(
+                r[15].parse::<f64>().unwrap() < 0.001,
+                "root dispersion {}",
+                r[15]
+            );
             assert_eq!(r[16], "4C4F434C", "refid LOCL");
             assert_eq!(r[17], "4B", "mode 4 reply, iburst");
             assert_eq!(r[19], "K", "chrony saw our kernel receive timestamp path");
@@ -82,7 +103,10 @@ fn chronyd_rejects_an_unsynchronised_ntpgate() {
         "rawmeasurements",
         6,
     );
-    assert!(!ok, "chronyd must not synchronise to an unsynchronised server:\n{stderr}");
+    assert!(
+        !ok,
+        "chronyd must not synchronise to an unsynchronised server:\n{stderr}"
+    );
     let rows = rows(&log);
     assert!(!rows.is_empty(), "chronyd got replies:\n{log}");
     for r in rows {
@@ -100,7 +124,11 @@ fn ntpgate_query_reads_a_chronyd_server() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let field = |name: &str| -> String {
         text.lines()
             .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
@@ -125,7 +153,10 @@ fn ntpgate_query_reports_an_unsynchronised_server() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("leap       3 (unsynchronised (alarm))"), "{text}");
+    assert!(
+        text.contains("leap       3 (unsynchronised (alarm))"),
+        "{text}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("not synchronised"));
 }
 
@@ -136,7 +167,8 @@ fn ntpdig_on_port_123_in_a_namespace() {
     let d = Daemon::start_with(ns.command(BIN), &local_config(123, Some(2)), 2);
     for address in ["127.0.0.1", "::1"] {
         let out = run_ok(ns.command(&ntpdig).args(["-j", "-t", "2", address]));
-        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        let json: serde_json::Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
         assert_eq!(json["stratum"], 2, "{json}");
         assert_eq!(json["leap"], "no-leap", "{json}");
         assert_eq!(json["ip"], address, "{json}");
@@ -151,7 +183,11 @@ fn ntpdig_on_port_123_in_a_namespace() {
 
     // Unsynchronised: ntpdig must refuse the answer.
     let _d = Daemon::start_with(ns.command(BIN), &local_config(123, None), 2);
-    let out = ns.command(&ntpdig).args(["-t", "2", "127.0.0.1"]).output().unwrap();
+    let out = ns
+        .command(&ntpdig)
+        .args(["-t", "2", "127.0.0.1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no eligible servers"), "{stderr}");

@@ -42,7 +42,10 @@ fn answers_every_version_with_correct_fields() {
             assert_eq!((reply[0] >> 3) & 7, version, "version echoed");
             assert_eq!(reply[0] & 7, 4, "server mode");
             assert_eq!(reply[1], 4, "stratum");
-            assert_eq!(reply[2] as i8, 5.max(1), "poll: the client's");
+            assert_eq!(
+                reply[2] as i8, 5,
+                "poll: the client's (above the 2 s limit interval)"
+            );
             assert!(
                 (-30..=-6).contains(&(reply[3] as i8)),
                 "precision {}",
@@ -280,4 +283,21 @@ fn refuses_to_start_on_a_broken_config() {
         "{err}"
     );
     assert!(err.contains("configuration refused"), "{err}");
+}
+
+#[test]
+fn binds_an_address_that_is_not_up_yet() {
+    let port = free_port();
+    let d = Daemon::start(
+        &format!(
+            "config server\n\tlist listen '2001:db8::7'\n\tlist listen '127.0.0.1'\n\toption port '{port}'\n"
+        ),
+        2,
+    );
+    assert!(
+        d.log()
+            .contains(&format!("serving NTP on [2001:db8::7]:{port}")),
+        "{}",
+        d.log()
+    );
 }

@@ -3,8 +3,8 @@
 //! ```text
 //! package ntpgate                 # optional
 //! config server 'main'            # type and optional name
-//! 	option port '123'           # one value
-//! 	list listen '::'            # a list grows one value per line
+//!     option port '123'           # one value
+//!     list listen '::'            # a list grows one value per line
 //! ```
 //!
 //! Values may be bare words, 'single quoted' (taken literally) or "double

@@ -94,6 +94,11 @@ impl ServerSocket {
             }
             SocketAddr::V4(_) => set_int_option(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?,
         }
+        if !wildcard {
+            // Bind even before the address is up (a router at boot, a
+            // prefix still on its way): the socket starts serving once it is.
+            let _ = set_int_option(raw, libc::IPPROTO_IP, libc::IP_FREEBIND, 1);
+        }
         let kernel_timestamps =
             set_int_option(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok();
         // A bigger receive buffer rides out bursts; the kernel caps it at

@@ -266,7 +266,6 @@ mod tests {
         assert_eq!(capacity, 4096);
         assert!(rl.len() <= capacity);
         // A steady client that keeps to the limits is still answered.
-        let mut t = t;
         for _ in 0..50 {
             assert_eq!(rl.check(ip("203.0.113.1"), t), Verdict::Allowed);
             for i in 0..10_000u32 {

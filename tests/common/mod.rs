@@ -292,14 +292,16 @@ impl Chronyd {
             ),
         )
         .unwrap();
+        let log = std::fs::File::create(dir.join("chronyd.log")).unwrap();
         let child = Command::new(chronyd)
             .args(["-x", "-d", "-u", "root", "-f"])
             .arg(&conf)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("spawn chronyd");
-        // Wait until it answers.
+        // Owned from here, so that a failure below still ends it.
+        let chronyd = Chronyd { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
         let to: SocketAddr = ([127, 0, 0, 1], port).into();
         while Instant::now() < deadline {
@@ -311,10 +313,11 @@ impl Chronyd {
             )
             .is_some()
             {
-                return Chronyd { child, port, dir };
+                return chronyd;
             }
         }
-        panic!("chronyd did not start serving on port {port}");
+        let log = std::fs::read_to_string(chronyd.dir.join("chronyd.log")).unwrap_or_default();
+        panic!("chronyd did not start serving on port {port}:\n{log}");
     }
 }
 

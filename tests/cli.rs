@@ -1,0 +1,113 @@
+//! The command line as a user meets it: check, help, and the demo.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn ntpgate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_config(text: &str) -> String {
+    let path = scratch_dir().join("ntpgate");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn check_reports_every_problem_with_file_and_line() {
+    let path = write_config(
+        "config server 'main'\n\toption port '0'\n\toption ratelimit_interval 'soon'\n\tlist allow '2001:db8::/129'\n\toption listen_on '::'\n\toption local_stratum '3'\n",
+    );
+    let (code, out, _) = ntpgate(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        format!("{path}:2: error: port: '0' is not a whole number from 1 to 65535"),
+        format!("{path}:3: error: ratelimit_interval: 'soon' is not a number of seconds"),
+        format!("{path}:4: error: allow: '129' is not a prefix length (0-128)"),
+        format!("{path}:5: error: unknown option 'listen_on' in the server section"),
+        format!("{path}:6: warning: local_stratum serves"),
+        "4 error(s), 1 warning(s)".to_string(),
+    ] {
+        assert!(out.contains(&expected), "missing {expected:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let path = write_config(
+        "config server 'main'\n\tlist listen '::'\n\toption port '123'\n\tlist allow '2001:db8::/32'\n",
+    );
+    let (code, out, _) = ntpgate(&["check", "-c", &path]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("OK (0 warning(s))"), "{out}");
+}
+
+#[test]
+fn check_names_a_missing_file() {
+    let (code, out, _) = ntpgate(&["check", "--config", "/nonexistent/ntpgate"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.starts_with("/nonexistent/ntpgate:0: error: cannot read:"),
+        "{out}"
+    );
+}
+
+#[test]
+fn help_names_every_command() {
+    let (code, out, _) = ntpgate(&["--help"]);
+    assert_eq!(code, 0);
+    for command in ["run", "check", "query", "demo"] {
+        assert!(
+            out.lines().any(|l| l.trim_start().starts_with(command)),
+            "{command} missing:\n{out}"
+        );
+    }
+    let (_, out, _) = ntpgate(&["help", "query"]);
+    assert!(
+        out.contains("HOST:PORT") && out.contains("--timeout"),
+        "{out}"
+    );
+}
+
+#[test]
+fn query_without_an_answer_fails_clearly() {
+    // A port where nothing listens: the kernel refuses, or nothing comes back.
+    let port = free_port();
+    let (code, _, err) = ntpgate(&["query", "--timeout", "0.5", &format!("127.0.0.1:{port}")]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn demo_serves_on_localhost() {
+    let mut demo = Command::new(BIN)
+        .arg("demo")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut answered = None;
+    for _ in 0..50 {
+        let (code, out, _) = ntpgate(&["query", "--timeout", "0.2", "127.0.0.1:12300"]);
+        if code == 0 {
+            answered = Some(out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &demo.id().to_string()])
+        .status();
+    let status = demo.wait().unwrap();
+    let out = answered.expect("the demo answered a query");
+    assert!(out.contains("stratum    10"), "{out}");
+    assert!(status.success());
+}
