@@ -153,25 +153,28 @@ fn send_batch(socket: &UdpSocket, packets: &mut [[u8; 48]]) -> usize {
 
 /// Collect the latency of every reply until `done`.
 fn receive(sockets: &[UdpSocket], epoch: Instant, done: &AtomicBool) -> Vec<u64> {
-    let mut latencies = Vec::with_capacity(1 << 20);
-    let mut fds: Vec<libc::pollfd> = sockets
-        .iter()
-        .map(|s| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+    let mut latencies = Vec::with_capacity(1 << 22);
+    // SAFETY: plain epoll calls on descriptors that outlive the loop.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(epoll >= 0, "epoll_create1");
+    for s in sockets {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: s.as_raw_fd() as u64,
+        };
+        // SAFETY: `ev` is valid for the call.
+        let r = unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
+        assert_eq!(r, 0, "epoll_ctl");
+    }
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
     let mut buffers = [[0u8; 64]; BATCH];
     while !done.load(Ordering::Relaxed) {
-        // SAFETY: `fds` is a valid array of pollfd.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as _, 10) };
-        if ready <= 0 {
-            continue;
-        }
-        for pfd in fds.iter().filter(|p| p.revents & libc::POLLIN != 0) {
+        // SAFETY: `events` has room for 64 entries.
+        let ready = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), 64, 10) };
+        for ev in events.iter().take(ready.max(0) as usize) {
+            let fd = ev.u64 as i32;
             loop {
-                let n = receive_batch(pfd.fd, &mut buffers);
+                let n = receive_batch(fd, &mut buffers);
                 let now_ns = epoch.elapsed().as_nanos() as u64;
                 for (buf, len) in buffers.iter().zip(&n) {
                     if *len >= 48 {
@@ -185,6 +188,8 @@ fn receive(sockets: &[UdpSocket], epoch: Instant, done: &AtomicBool) -> Vec<u64>
             }
         }
     }
+    // SAFETY: closing our own epoll descriptor.
+    unsafe { libc::close(epoll) };
     latencies
 }
 

@@ -301,3 +301,26 @@ fn binds_an_address_that_is_not_up_yet() {
         d.log()
     );
 }
+
+#[test]
+fn dual_stack_wildcard_replies_from_the_address_asked() {
+    // The default listen address: one socket for IPv4 and IPv6. A router
+    // has many addresses; a reply from another one than the client asked
+    // is dropped by the client, so each reply must leave from the address
+    // its request came to (exchange() checks the reply's source).
+    let port = free_port();
+    let d = Daemon::start(&format!("config server\n\toption port '{port}'\n\toption local_stratum '3'\n"), 1);
+    assert!(d.log().contains(&format!("serving NTP on [::]:{port}")), "{}", d.log());
+    for (client, server) in [
+        ("127.0.0.1", "127.0.0.1"),
+        ("127.0.0.7", "127.0.0.9"),
+        ("127.0.0.7", "127.3.2.1"),
+        ("::1", "::1"),
+    ] {
+        let to = SocketAddr::new(server.parse().unwrap(), port);
+        let reply = exchange(from(client), to, &request(4, 3, 6, 5), WAIT)
+            .unwrap_or_else(|| panic!("no reply from {to} to {client}"));
+        assert_eq!(reply[1], 3);
+    }
+    assert_eq!(d.counters()["answered"], 4);
+}

@@ -82,17 +82,16 @@ impl ServerSocket {
         // SAFETY: `raw` is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let wildcard = addr.ip().is_unspecified();
-        match addr {
-            SocketAddr::V6(v6) => {
-                let only_v6 = libc::c_int::from(!v6.ip().is_unspecified());
-                set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, only_v6)?;
-                set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
-                if wildcard {
-                    // The dual-stack socket also needs the IPv4 destination.
-                    let _ = set_int_option(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1);
-                }
+        if let SocketAddr::V6(v6) = addr {
+            let only_v6 = libc::c_int::from(!v6.ip().is_unspecified());
+            set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, only_v6)?;
+        }
+        // Only a wildcard socket needs to know where each request went.
+        if wildcard {
+            match addr {
+                SocketAddr::V6(_) => set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?,
+                SocketAddr::V4(_) => set_int_option(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?,
             }
-            SocketAddr::V4(_) => set_int_option(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?,
         }
         if !wildcard {
             // Bind even before the address is up (a router at boot, a
@@ -101,9 +100,8 @@ impl ServerSocket {
         }
         let kernel_timestamps =
             set_int_option(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok();
-        // A bigger receive buffer rides out bursts; the kernel caps it at
-        // net.core.rmem_max, which is fine.
-        let _ = set_int_option(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, 1 << 20);
+        // The receive buffer keeps the kernel's default on purpose: under
+        // overload a deeper queue only adds delay to every answer.
 
         let (storage, len) = sockaddr_from(addr);
         // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
