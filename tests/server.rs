@@ -309,8 +309,15 @@ fn dual_stack_wildcard_replies_from_the_address_asked() {
     // is dropped by the client, so each reply must leave from the address
     // its request came to (exchange() checks the reply's source).
     let port = free_port();
-    let d = Daemon::start(&format!("config server\n\toption port '{port}'\n\toption local_stratum '3'\n"), 1);
-    assert!(d.log().contains(&format!("serving NTP on [::]:{port}")), "{}", d.log());
+    let d = Daemon::start(
+        &format!("config server\n\toption port '{port}'\n\toption local_stratum '3'\n"),
+        1,
+    );
+    assert!(
+        d.log().contains(&format!("serving NTP on [::]:{port}")),
+        "{}",
+        d.log()
+    );
     for (client, server) in [
         ("127.0.0.1", "127.0.0.1"),
         ("127.0.0.7", "127.0.0.9"),

@@ -89,7 +89,9 @@ impl ServerSocket {
         // Only a wildcard socket needs to know where each request went.
         if wildcard {
             match addr {
-                SocketAddr::V6(_) => set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?,
+                SocketAddr::V6(_) => {
+                    set_int_option(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?
+                }
                 SocketAddr::V4(_) => set_int_option(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)?,
             }
         }

@@ -15,10 +15,6 @@ const NANOS_PER_SEC: i64 = 1_000_000_000;
 pub struct UnixNanos(pub i64);
 
 impl UnixNanos {
-    pub fn secs_f64(self) -> f64 {
-        self.0 as f64 / NANOS_PER_SEC as f64
-    }
-
     /// Seconds from `earlier` to `self`, negative if `earlier` is later.
     pub fn seconds_since(self, earlier: UnixNanos) -> f64 {
         self.0.wrapping_sub(earlier.0) as f64 / NANOS_PER_SEC as f64

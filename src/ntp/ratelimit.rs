@@ -98,10 +98,6 @@ impl RateLimiter {
         }
     }
 
-    pub fn settings(&self) -> &RateLimitSettings {
-        &self.settings
-    }
-
     pub fn capacity(&self) -> usize {
         self.table.len()
     }

@@ -60,10 +60,6 @@ impl SystemState {
         }
     }
 
-    pub fn is_synchronised(&self) -> bool {
-        self.leap != Leap::Unsynchronised && (1..STRATUM_UNSYNC).contains(&self.stratum)
-    }
-
     /// The root dispersion grown by PHI for every second since the last
     /// update (RFC 5905 §11.2).
     pub fn root_dispersion_at(&self, now: UnixNanos) -> f64 {
@@ -153,10 +149,6 @@ impl Server {
             limiter,
             precision,
         }
-    }
-
-    pub fn policy(&self) -> &AccessPolicy {
-        &self.policy
     }
 
     /// Decide on one request. When the outcome sends a reply, `out` holds it
