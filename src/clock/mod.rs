@@ -1,6 +1,8 @@
 //! Clocks. Everything that needs the time asks a [`Clock`], so that tests and
 //! the simulator can run on simulated time and no test touches the host clock.
 
+use std::io;
+
 use crate::ntp::packet::UnixNanos;
 
 pub trait Clock {
@@ -8,13 +10,82 @@ pub trait Clock {
     fn now(&self) -> UnixNanos;
 }
 
-/// The kernel's clock. Reading it is all this does for now.
+/// A clock the sync engine may steer. Only the daemon's system clock (with
+/// `clock_control` on) and the simulator's clock implement it.
+pub trait ClockControl: Clock {
+    /// Jump by `offset` seconds (positive: forward).
+    fn step(&mut self, offset: f64) -> io::Result<()>;
+    /// Run this much faster than nominal (seconds per second; 1e-6 is
+    /// 1 ppm), replacing the previous setting.
+    fn set_frequency(&mut self, frequency: f64) -> io::Result<()>;
+    /// Tell the kernel whether the clock is synchronised and how good it is
+    /// (seconds), so that other programs on the router see it as ntpd's
+    /// clients do (adjtimex: STA_UNSYNC, maxerror, esterror).
+    fn set_sync_status(&mut self, synchronised: bool, max_error: f64, est_error: f64) -> io::Result<()>;
+}
+
+/// The kernel's clock, CLOCK_REALTIME.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixNanos {
         realtime()
+    }
+}
+
+/// The kernel accepts at most 500 ppm of frequency correction.
+pub const MAX_FREQUENCY: f64 = 500e-6;
+
+fn adjtime(tx: &mut libc::timex) -> io::Result<libc::c_int> {
+    // SAFETY: `tx` is a valid timex for the call.
+    let ret = unsafe { libc::clock_adjtime(libc::CLOCK_REALTIME, tx) };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("clock_adjtime: {e}")));
+    }
+    Ok(ret)
+}
+
+fn empty_timex() -> libc::timex {
+    // SAFETY: timex is plain data; all-zero means "change nothing".
+    unsafe { std::mem::zeroed() }
+}
+
+impl ClockControl for SystemClock {
+    fn step(&mut self, offset: f64) -> io::Result<()> {
+        let nanos = (offset * 1e9).round() as i64;
+        let mut tx = empty_timex();
+        tx.modes = libc::ADJ_SETOFFSET | libc::ADJ_NANO;
+        // With ADJ_NANO the "microseconds" field carries nanoseconds, and
+        // it must be in [0, 1e9).
+        tx.time.tv_sec = nanos.div_euclid(1_000_000_000) as _;
+        tx.time.tv_usec = nanos.rem_euclid(1_000_000_000) as _;
+        adjtime(&mut tx).map(|_| ())
+    }
+
+    fn set_frequency(&mut self, frequency: f64) -> io::Result<()> {
+        let mut tx = empty_timex();
+        tx.modes = libc::ADJ_FREQUENCY;
+        // timex.freq is in ppm with a 16-bit binary fraction.
+        tx.freq = (frequency.clamp(-MAX_FREQUENCY, MAX_FREQUENCY) * 1e6 * 65536.0).round() as _;
+        adjtime(&mut tx).map(|_| ())
+    }
+
+    fn set_sync_status(&mut self, synchronised: bool, max_error: f64, est_error: f64) -> io::Result<()> {
+        let mut read = empty_timex();
+        adjtime(&mut read)?;
+        let mut tx = empty_timex();
+        tx.modes = libc::ADJ_STATUS | libc::ADJ_MAXERROR | libc::ADJ_ESTERROR;
+        tx.status = if synchronised {
+            read.status & !libc::STA_UNSYNC
+        } else {
+            read.status | libc::STA_UNSYNC
+        };
+        // Microseconds; the kernel caps maxerror at 16 s.
+        tx.maxerror = (max_error * 1e6).clamp(0.0, 16e6) as _;
+        tx.esterror = (est_error * 1e6).clamp(0.0, 16e6) as _;
+        adjtime(&mut tx).map(|_| ())
     }
 }
 

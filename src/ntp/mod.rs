@@ -6,3 +6,5 @@ mod md5;
 pub mod packet;
 pub mod ratelimit;
 pub mod server;
+pub mod select;
+pub mod source;

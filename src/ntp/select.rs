@@ -1,0 +1,215 @@
+//! Source selection (RFC 5905 §11.2): which sources tell the truth, and the
+//! time they agree on.
+//!
+//! Each source's measurement stands for an interval, offset ± root
+//! distance, that must contain the true time if the source is correct.
+//! Marzullo's intersection finds the smallest interval that a majority of
+//! them share, allowing for as few falsetickers as possible; sources whose
+//! interval misses it are falsetickers. The survivors are combined with
+//! weights 1/distance, and the best of them (lowest stratum, then shortest
+//! distance) is the system peer whose stratum and refid the server shows.
+
+use super::packet::Leap;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    pub offset: f64,
+    pub root_distance: f64,
+    pub stratum: u8,
+    pub leap: Leap,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Selection {
+    /// Indices into the candidates.
+    pub truechimers: Vec<usize>,
+    pub falsetickers: Vec<usize>,
+    /// The index of the system peer.
+    pub peer: usize,
+    /// Combined offset, seconds.
+    pub offset: f64,
+    /// RMS of the truechimers' offsets around `offset`.
+    pub jitter: f64,
+    /// What the majority of the truechimers announce.
+    pub leap: Leap,
+}
+
+/// Why there is no selection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoSelection {
+    /// No majority of the candidates agree.
+    NoMajority,
+    /// Fewer agreeing sources than required.
+    TooFew { agreeing: usize, required: usize },
+}
+
+/// Select among `candidates`. `min_sources` agreeing sources are needed;
+/// `previous_peer` is kept as peer while it is a truechimer not much worse
+/// than the best, so that the refid does not flap between equals.
+pub fn select(candidates: &[Candidate], min_sources: usize, previous_peer: Option<usize>) -> Result<Selection, NoSelection> {
+    let n = candidates.len();
+    let (low, high) = intersection(candidates).ok_or(NoSelection::NoMajority)?;
+    let (truechimers, falsetickers): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| {
+        let c = &candidates[i];
+        c.offset - c.root_distance <= high && c.offset + c.root_distance >= low
+    });
+    if truechimers.len() < min_sources.max(1) {
+        return Err(NoSelection::TooFew {
+            agreeing: truechimers.len(),
+            required: min_sources,
+        });
+    }
+    let weight = |i: usize| 1.0 / candidates[i].root_distance.max(1e-9);
+    let total: f64 = truechimers.iter().map(|&i| weight(i)).sum();
+    let offset = truechimers.iter().map(|&i| weight(i) * candidates[i].offset).sum::<f64>() / total;
+    let jitter = (truechimers.iter().map(|&i| (candidates[i].offset - offset).powi(2)).sum::<f64>()
+        / truechimers.len() as f64)
+        .sqrt();
+    let merit = |i: usize| (candidates[i].stratum, candidates[i].root_distance);
+    let best = *truechimers
+        .iter()
+        .min_by(|&&a, &&b| merit(a).partial_cmp(&merit(b)).unwrap_or(std::cmp::Ordering::Equal))
+        .expect("at least one truechimer");
+    let peer = match previous_peer {
+        Some(p)
+            if truechimers.contains(&p)
+                && candidates[p].stratum <= candidates[best].stratum
+                && candidates[p].root_distance <= 2.0 * candidates[best].root_distance =>
+        {
+            p
+        }
+        _ => best,
+    };
+    Ok(Selection {
+        leap: majority_leap(candidates, &truechimers),
+        truechimers,
+        falsetickers,
+        peer,
+        offset,
+        jitter,
+    })
+}
+
+/// Marzullo's algorithm as RFC 5905 gives it: the interval shared by the
+/// most candidates, allowing `f` falsetickers for the smallest `f` that
+/// works, as long as they are a minority.
+fn intersection(candidates: &[Candidate]) -> Option<(f64, f64)> {
+    let n = candidates.len();
+    // Edges: (value, kind) with -1 a lower end, 0 a midpoint, +1 an upper end.
+    let mut edges: Vec<(f64, i32)> = candidates
+        .iter()
+        .flat_map(|c| {
+            [
+                (c.offset - c.root_distance, -1),
+                (c.offset, 0),
+                (c.offset + c.root_distance, 1),
+            ]
+        })
+        .collect();
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut allow = 0;
+    while 2 * allow < n {
+        let needed = (n - allow) as i32;
+        let mut found = 0;
+        let mut chime = 0;
+        let mut low = f64::NAN;
+        for &(value, kind) in &edges {
+            chime -= kind;
+            if chime >= needed {
+                low = value;
+                break;
+            }
+            if kind == 0 {
+                found += 1;
+            }
+        }
+        chime = 0;
+        let mut high = f64::NAN;
+        for &(value, kind) in edges.iter().rev() {
+            chime += kind;
+            if chime >= needed {
+                high = value;
+                break;
+            }
+            if kind == 0 {
+                found += 1;
+            }
+        }
+        if found <= allow && low <= high {
+            return Some((low, high));
+        }
+        allow += 1;
+    }
+    None
+}
+
+fn majority_leap(candidates: &[Candidate], chosen: &[usize]) -> Leap {
+    let count = |leap: Leap| chosen.iter().filter(|&&i| candidates[i].leap == leap).count();
+    [Leap::AddSecond, Leap::DelSecond]
+        .into_iter()
+        .find(|&l| 2 * count(l) > chosen.len())
+        .unwrap_or(Leap::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(offset: f64, distance: f64) -> Candidate {
+        Candidate {
+            offset,
+            root_distance: distance,
+            stratum: 1,
+            leap: Leap::None,
+        }
+    }
+
+    #[test]
+    fn agreeing_sources_are_combined_by_weight() {
+        let s = select(&[c(0.001, 0.01), c(0.002, 0.01), c(0.0015, 0.005)], 3, None).unwrap();
+        assert_eq!(s.truechimers, [0, 1, 2]);
+        assert!(s.falsetickers.is_empty());
+        // Weights 100, 100, 200.
+        assert!((s.offset - 0.0015).abs() < 1e-12);
+        assert_eq!(s.peer, 2, "shortest distance");
+    }
+
+    #[test]
+    fn a_falseticker_among_four_is_excluded() {
+        let cands = [c(0.0, 0.002), c(0.0005, 0.002), c(-0.0003, 0.002), c(0.100, 0.002)];
+        let s = select(&cands, 3, None).unwrap();
+        assert_eq!(s.falsetickers, [3]);
+        assert!(s.offset.abs() < 0.001);
+    }
+
+    #[test]
+    fn too_few_or_no_majority() {
+        assert_eq!(
+            select(&[c(0.0, 0.001), c(0.0001, 0.001)], 3, None),
+            Err(NoSelection::TooFew { agreeing: 2, required: 3 })
+        );
+        // Two camps of two: no majority.
+        let split = [c(0.0, 0.001), c(0.0001, 0.001), c(1.0, 0.001), c(1.0001, 0.001)];
+        assert_eq!(select(&split, 1, None), Err(NoSelection::NoMajority));
+        assert_eq!(select(&[], 1, None), Err(NoSelection::NoMajority));
+    }
+
+    #[test]
+    fn the_previous_peer_is_kept_among_equals() {
+        let cands = [c(0.0, 0.010), c(0.0, 0.009), c(0.0, 0.011)];
+        assert_eq!(select(&cands, 1, None).unwrap().peer, 1);
+        assert_eq!(select(&cands, 1, Some(2)).unwrap().peer, 2);
+        let mut worse = cands;
+        worse[2].root_distance = 0.05;
+        assert_eq!(select(&worse, 1, Some(2)).unwrap().peer, 1);
+    }
+
+    #[test]
+    fn leap_follows_the_majority() {
+        let mut cands = [c(0.0, 0.01), c(0.0, 0.01), c(0.0, 0.01)];
+        cands[0].leap = Leap::AddSecond;
+        assert_eq!(select(&cands, 1, None).unwrap().leap, Leap::None);
+        cands[1].leap = Leap::AddSecond;
+        assert_eq!(select(&cands, 1, None).unwrap().leap, Leap::AddSecond);
+    }
+}
