@@ -10,4 +10,5 @@ pub mod log;
 pub mod net;
 pub mod ntp;
 pub mod query;
+pub mod sim;
 pub mod status;

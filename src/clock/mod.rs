@@ -21,7 +21,12 @@ pub trait ClockControl: Clock {
     /// Tell the kernel whether the clock is synchronised and how good it is
     /// (seconds), so that other programs on the router see it as ntpd's
     /// clients do (adjtimex: STA_UNSYNC, maxerror, esterror).
-    fn set_sync_status(&mut self, synchronised: bool, max_error: f64, est_error: f64) -> io::Result<()>;
+    fn set_sync_status(
+        &mut self,
+        synchronised: bool,
+        max_error: f64,
+        est_error: f64,
+    ) -> io::Result<()>;
 }
 
 /// The kernel's clock, CLOCK_REALTIME.
@@ -72,7 +77,12 @@ impl ClockControl for SystemClock {
         adjtime(&mut tx).map(|_| ())
     }
 
-    fn set_sync_status(&mut self, synchronised: bool, max_error: f64, est_error: f64) -> io::Result<()> {
+    fn set_sync_status(
+        &mut self,
+        synchronised: bool,
+        max_error: f64,
+        est_error: f64,
+    ) -> io::Result<()> {
         let mut read = empty_timex();
         adjtime(&mut read)?;
         let mut tx = empty_timex();

@@ -11,6 +11,10 @@
 
 use super::packet::Leap;
 
+/// Truechimers are combined only while their root distance is within this
+/// factor of the shortest.
+const COMBINE_LIMIT: f64 = 3.0;
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Candidate {
     pub offset: f64,
@@ -46,7 +50,11 @@ pub enum NoSelection {
 /// Select among `candidates`. `min_sources` agreeing sources are needed;
 /// `previous_peer` is kept as peer while it is a truechimer not much worse
 /// than the best, so that the refid does not flap between equals.
-pub fn select(candidates: &[Candidate], min_sources: usize, previous_peer: Option<usize>) -> Result<Selection, NoSelection> {
+pub fn select(
+    candidates: &[Candidate],
+    min_sources: usize,
+    previous_peer: Option<usize>,
+) -> Result<Selection, NoSelection> {
     let n = candidates.len();
     let (low, high) = intersection(candidates).ok_or(NoSelection::NoMajority)?;
     let (truechimers, falsetickers): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| {
@@ -59,16 +67,14 @@ pub fn select(candidates: &[Candidate], min_sources: usize, previous_peer: Optio
             required: min_sources,
         });
     }
-    let weight = |i: usize| 1.0 / candidates[i].root_distance.max(1e-9);
-    let total: f64 = truechimers.iter().map(|&i| weight(i)).sum();
-    let offset = truechimers.iter().map(|&i| weight(i) * candidates[i].offset).sum::<f64>() / total;
-    let jitter = (truechimers.iter().map(|&i| (candidates[i].offset - offset).powi(2)).sum::<f64>()
-        / truechimers.len() as f64)
-        .sqrt();
     let merit = |i: usize| (candidates[i].stratum, candidates[i].root_distance);
     let best = *truechimers
         .iter()
-        .min_by(|&&a, &&b| merit(a).partial_cmp(&merit(b)).unwrap_or(std::cmp::Ordering::Equal))
+        .min_by(|&&a, &&b| {
+            merit(a)
+                .partial_cmp(&merit(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
         .expect("at least one truechimer");
     let peer = match previous_peer {
         Some(p)
@@ -80,6 +86,31 @@ pub fn select(candidates: &[Candidate], min_sources: usize, previous_peer: Optio
         }
         _ => best,
     };
+    // Combine only sources nearly as good as the best (chrony's
+    // combinelimit): an old measurement has a wide interval that no one can
+    // call false, but it says little about the present.
+    let shortest = truechimers
+        .iter()
+        .map(|&i| candidates[i].root_distance)
+        .fold(f64::INFINITY, f64::min);
+    let combined: Vec<usize> = truechimers
+        .iter()
+        .copied()
+        .filter(|&i| candidates[i].root_distance <= COMBINE_LIMIT * shortest)
+        .collect();
+    let weight = |i: usize| 1.0 / candidates[i].root_distance.max(1e-9);
+    let total: f64 = combined.iter().map(|&i| weight(i)).sum();
+    let offset = combined
+        .iter()
+        .map(|&i| weight(i) * candidates[i].offset)
+        .sum::<f64>()
+        / total;
+    let jitter = (combined
+        .iter()
+        .map(|&i| (candidates[i].offset - offset).powi(2))
+        .sum::<f64>()
+        / combined.len() as f64)
+        .sqrt();
     Ok(Selection {
         leap: majority_leap(candidates, &truechimers),
         truechimers,
@@ -144,7 +175,12 @@ fn intersection(candidates: &[Candidate]) -> Option<(f64, f64)> {
 }
 
 fn majority_leap(candidates: &[Candidate], chosen: &[usize]) -> Leap {
-    let count = |leap: Leap| chosen.iter().filter(|&&i| candidates[i].leap == leap).count();
+    let count = |leap: Leap| {
+        chosen
+            .iter()
+            .filter(|&&i| candidates[i].leap == leap)
+            .count()
+    };
     [Leap::AddSecond, Leap::DelSecond]
         .into_iter()
         .find(|&l| 2 * count(l) > chosen.len())
@@ -176,20 +212,48 @@ mod tests {
 
     #[test]
     fn a_falseticker_among_four_is_excluded() {
-        let cands = [c(0.0, 0.002), c(0.0005, 0.002), c(-0.0003, 0.002), c(0.100, 0.002)];
+        let cands = [
+            c(0.0, 0.002),
+            c(0.0005, 0.002),
+            c(-0.0003, 0.002),
+            c(0.100, 0.002),
+        ];
         let s = select(&cands, 3, None).unwrap();
         assert_eq!(s.falsetickers, [3]);
         assert!(s.offset.abs() < 0.001);
     }
 
     #[test]
+    fn distant_truechimers_are_not_combined() {
+        // An old sample of a far-off source has a huge interval that
+        // overlaps everyone: a truechimer, but it must not pull the offset.
+        let cands = [
+            c(0.0, 0.001),
+            c(0.0001, 0.001),
+            c(0.0, 0.001),
+            c(0.100, 0.150),
+        ];
+        let s = select(&cands, 3, None).unwrap();
+        assert_eq!(s.truechimers, [0, 1, 2, 3]);
+        assert!(s.offset.abs() < 0.0001, "{}", s.offset);
+    }
+
+    #[test]
     fn too_few_or_no_majority() {
         assert_eq!(
             select(&[c(0.0, 0.001), c(0.0001, 0.001)], 3, None),
-            Err(NoSelection::TooFew { agreeing: 2, required: 3 })
+            Err(NoSelection::TooFew {
+                agreeing: 2,
+                required: 3
+            })
         );
         // Two camps of two: no majority.
-        let split = [c(0.0, 0.001), c(0.0001, 0.001), c(1.0, 0.001), c(1.0001, 0.001)];
+        let split = [
+            c(0.0, 0.001),
+            c(0.0001, 0.001),
+            c(1.0, 0.001),
+            c(1.0001, 0.001),
+        ];
         assert_eq!(select(&split, 1, None), Err(NoSelection::NoMajority));
         assert_eq!(select(&[], 1, None), Err(NoSelection::NoMajority));
     }

@@ -1,15 +1,18 @@
 //! One upstream server, sans IO: when to ask it, what to ask, whether its
 //! answer is sane, and the filtered measurement it yields.
 //!
-//! The sample filter is NTP's clock filter (RFC 5905 §10): the last eight
-//! samples are kept and the one with the lowest delay is used, because
-//! queueing only ever adds delay, and the sample that waited least in queues
-//! has the least asymmetry in it; a new best sample that jumps by more than
-//! three times the jitter is held back as a popcorn spike unless the jump
-//! persists. A Kalman filter (ntpd-rs) weighs every sample instead and
-//! tracks frequency per source, but needs a noise model per network path
-//! and more state; with the regression in `discipline` doing the smoothing
-//! over time, the minimum-delay filter does what a router needs in a few
+//! The sample filter prefers low-delay samples, after NTP's clock filter
+//! (RFC 5905 §10): queueing only ever adds delay, and a sample that waited
+//! in a queue on one leg has that wait as error in its offset. The last
+//! eight delays are kept and a new sample is used only if its delay is no
+//! more than the median of them; unlike RFC 5905's filter, which may pick
+//! an older sample with a lower delay, only fresh samples are used, so a
+//! sample never carries the clock's drift since it was taken into an
+//! update. A sample that jumps by more than three times the jitter from the
+//! previous one is held back as a popcorn spike unless the jump persists.
+//! A Kalman filter (ntpd-rs) would weigh every sample instead, with a noise
+//! model per path and more state; with the regression in `discipline`
+//! averaging over time, this filter does what a router needs in a few
 //! dozen lines.
 
 use std::fmt;
@@ -44,7 +47,8 @@ struct FilterSample {
 /// What the filter makes of a source: the input to selection.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Measurement {
-    /// Reference time minus local time, seconds.
+    /// Reference time minus local time, seconds, plus the discipline's
+    /// frame at `time`.
     pub offset: f64,
     pub delay: f64,
     pub dispersion: f64,
@@ -118,6 +122,8 @@ pub struct Source {
     polls_since_answer: u32,
     /// Set when a new measurement replaced the previous one.
     fresh: bool,
+    /// A popcorn spike was held back; the next jump is believed.
+    spike_held: bool,
 }
 
 /// Local clock precision assumed for sample dispersion (seconds).
@@ -138,6 +144,7 @@ impl Source {
             stopped: None,
             polls_since_answer: 0,
             fresh: false,
+            spike_held: false,
         }
     }
 
@@ -205,8 +212,10 @@ impl Source {
         client::request(cookie, self.poll)
     }
 
-    /// A reply received at local time `t4`.
-    pub fn reply(&mut self, packet: &[u8], t4: UnixNanos) -> Result<(), Reject> {
+    /// A reply received at local time `t4`. `frame` is the discipline's
+    /// frame at `t4` ([`Discipline::frame_at`](super::discipline::Discipline::frame_at)):
+    /// offsets are kept in it so that samples of different ages compare.
+    pub fn reply(&mut self, packet: &[u8], t4: UnixNanos, frame: f64) -> Result<(), Reject> {
         let (cookie, t1) = self.outstanding.ok_or(Reject::NotOurs)?;
         let sample = match client::evaluate(packet, cookie, t1, t4) {
             Ok(s) => s,
@@ -234,9 +243,11 @@ impl Source {
         if (root_delay + sample.delay) / 2.0 + root_dispersion > MAX_DISTANCE {
             return Err(Reject::TooFar);
         }
-        let dispersion = 2f64.powi(i32::from(h.precision)) + LOCAL_PRECISION + PHI * t4.seconds_since(t1).max(0.0);
+        let dispersion = 2f64.powi(i32::from(h.precision))
+            + LOCAL_PRECISION
+            + PHI * t4.seconds_since(t1).max(0.0);
         self.stages[self.next_stage] = Some(FilterSample {
-            offset: sample.offset,
+            offset: sample.offset + frame,
             delay: sample.delay,
             dispersion,
             time: t4,
@@ -265,35 +276,47 @@ impl Source {
         Reject::Kiss(code)
     }
 
-    fn filter(&mut self, now: UnixNanos, stratum: u8, refid: RefId, leap: Leap, root_delay: f64, root_dispersion: f64) {
-        let mut samples: Vec<FilterSample> = self.stages.iter().flatten().copied().collect();
-        samples.sort_by(|a, b| a.delay.total_cmp(&b.delay));
-        let best = samples[0];
-        let jitter = if samples.len() > 1 {
-            let sum: f64 = samples[1..].iter().map(|s| (s.offset - best.offset).powi(2)).sum();
-            (sum / (samples.len() - 1) as f64).sqrt()
-        } else {
-            best.dispersion
+    fn filter(
+        &mut self,
+        now: UnixNanos,
+        stratum: u8,
+        refid: RefId,
+        leap: Leap,
+        root_delay: f64,
+        root_dispersion: f64,
+    ) {
+        let newest = self.stages[(self.next_stage + FILTER_STAGES - 1) % FILTER_STAGES]
+            .expect("just stored");
+        let mut delays: Vec<f64> = self.stages.iter().flatten().map(|s| s.delay).collect();
+        delays.sort_by(f64::total_cmp);
+        if newest.delay > delays[(delays.len() - 1) / 2] {
+            return;
+        }
+        let jitter = match self.measurement {
+            Some(prev) => {
+                // Exponential average of the squared differences between
+                // consecutive used samples (RFC 5905's peer jitter, in
+                // the frame that makes them comparable).
+                let d = (newest.offset - prev.offset).powi(2);
+                if (newest.offset - prev.offset).abs() > SPIKE_GATE * prev.jitter
+                    && newest.time.seconds_since(prev.time) < 2.0 * f64::from(1u32 << self.poll)
+                    && !self.spike_held
+                {
+                    self.spike_held = true;
+                    return;
+                }
+                (prev.jitter.powi(2) + (d - prev.jitter.powi(2)) / 4.0).sqrt()
+            }
+            None => newest.dispersion,
         }
         .max(LOCAL_PRECISION);
-        if let Some(prev) = self.measurement {
-            // Each sample is used once, and never one older than the last.
-            if best.time <= prev.time {
-                return;
-            }
-            let spike = (best.offset - prev.offset).abs() > SPIKE_GATE * prev.jitter;
-            let recent = best.time.seconds_since(prev.time) < 2.0 * f64::from(1u32 << self.poll);
-            if spike && recent && samples.len() >= 4 {
-                return;
-            }
-        }
-        let dispersion = best.dispersion + PHI * now.seconds_since(best.time).max(0.0);
+        self.spike_held = false;
         self.measurement = Some(Measurement {
-            offset: best.offset,
-            delay: best.delay,
-            dispersion,
+            offset: newest.offset,
+            delay: newest.delay,
+            dispersion: newest.dispersion + PHI * now.seconds_since(newest.time).max(0.0),
             jitter,
-            time: best.time,
+            time: newest.time,
             stratum,
             refid,
             leap,
@@ -318,7 +341,14 @@ mod tests {
     const SEC: i64 = 1_000_000_000;
 
     /// A server `offset` seconds ahead, `delay` seconds of round trip.
-    fn answer(req: &[u8; 48], t1: UnixNanos, offset: f64, delay: f64, stratum: u8, refid: &[u8; 4]) -> ([u8; 48], UnixNanos) {
+    fn answer(
+        req: &[u8; 48],
+        t1: UnixNanos,
+        offset: f64,
+        delay: f64,
+        stratum: u8,
+        refid: &[u8; 4],
+    ) -> ([u8; 48], UnixNanos) {
         let q = crate::ntp::packet::parse(req).unwrap();
         let half = (delay / 2.0 * 1e9) as i64;
         let t2 = UnixNanos(t1.0 + half + (offset * 1e9) as i64);
@@ -346,7 +376,7 @@ mod tests {
             assert_eq!(s.poll_interval(), BURST_INTERVAL, "burst request {i}");
             let req = s.request(t, 1000 + u64::from(i));
             let (reply, t4) = answer(&req, t, 0.001, 0.010, 1, b"GPS\0");
-            s.reply(&reply, t4).unwrap();
+            s.reply(&reply, t4, 0.0).unwrap();
             t = UnixNanos(t.0 + 2 * SEC);
         }
         assert_eq!(s.poll_interval(), 64.0);
@@ -365,23 +395,23 @@ mod tests {
         let (mut reply, t4) = answer(&req, t, 0.0, 0.01, 2, b"\x0a\0\0\x01");
         // Forged origin.
         reply[24] ^= 1;
-        assert_eq!(s.reply(&reply, t4), Err(Reject::NotOurs));
+        assert_eq!(s.reply(&reply, t4, 0.0), Err(Reject::NotOurs));
         reply[24] ^= 1;
-        assert_eq!(s.reply(&reply, t4), Ok(()));
+        assert_eq!(s.reply(&reply, t4, 0.0), Ok(()));
         // The same reply again: nothing outstanding any more.
-        assert_eq!(s.reply(&reply, t4), Err(Reject::NotOurs));
+        assert_eq!(s.reply(&reply, t4, 0.0), Err(Reject::NotOurs));
         // Unsynchronised server.
         let t = UnixNanos(t.0 + 64 * SEC);
         let req = s.request(t, 43);
         let (mut reply, t4) = answer(&req, t, 0.0, 0.01, 2, b"\x0a\0\0\x01");
         reply[0] |= 0xc0;
-        assert_eq!(s.reply(&reply, t4), Err(Reject::Unsynchronised));
+        assert_eq!(s.reply(&reply, t4, 0.0), Err(Reject::Unsynchronised));
         // Root distance far beyond MAXDIST.
         let t = UnixNanos(t.0 + 64 * SEC);
         let req = s.request(t, 44);
         let (mut reply, t4) = answer(&req, t, 0.0, 0.01, 2, b"\x0a\0\0\x01");
         reply[8..12].copy_from_slice(&(3u32 << 16).to_be_bytes());
-        assert_eq!(s.reply(&reply, t4), Err(Reject::TooFar));
+        assert_eq!(s.reply(&reply, t4, 0.0), Err(Reject::TooFar));
     }
 
     #[test]
@@ -391,14 +421,20 @@ mod tests {
         let req = s.request(t, 7);
         let (mut reply, t4) = answer(&req, t, 0.0, 0.01, 0, b"RATE");
         reply[1] = 0;
-        assert_eq!(s.reply(&reply, t4), Err(Reject::Kiss(RefId::ascii(b"RATE"))));
+        assert_eq!(
+            s.reply(&reply, t4, 0.0),
+            Err(Reject::Kiss(RefId::ascii(b"RATE")))
+        );
         assert_eq!(s.poll(), MIN_POLL + 1);
         assert_eq!(s.poll_interval(), 128.0, "burst cancelled, slower");
         s.set_poll(MIN_POLL);
         assert_eq!(s.poll(), MIN_POLL + 1, "never below the kissed minimum");
         let req = s.request(t, 8);
         let (reply, t4) = answer(&req, t, 0.0, 0.01, 0, b"DENY");
-        assert_eq!(s.reply(&reply, t4), Err(Reject::Kiss(RefId::ascii(b"DENY"))));
+        assert_eq!(
+            s.reply(&reply, t4, 0.0),
+            Err(Reject::Kiss(RefId::ascii(b"DENY")))
+        );
         assert_eq!(s.stopped(), Some(RefId::ascii(b"DENY")));
     }
 
@@ -413,21 +449,29 @@ mod tests {
             let req = s.request(t, 100 + i);
             let offset = 0.001 + (i % 2) as f64 * 2e-5;
             let (reply, t4) = answer(&req, t, offset, 0.010 - i as f64 * 1e-4, 2, b"\x0a\0\0\x01");
-            s.reply(&reply, t4).unwrap();
+            s.reply(&reply, t4, 0.0).unwrap();
             t = UnixNanos(t.0 + 64 * SEC);
         }
         let before = *s.measurement().unwrap();
-        assert_eq!(before.time, UnixNanos(t.0 - 64 * SEC + 9_300_000), "the last sample is in use");
+        assert_eq!(
+            before.time,
+            UnixNanos(t.0 - 64 * SEC + 9_300_000),
+            "the last sample is in use"
+        );
         // A spike with the lowest delay yet: held back once.
         let req = s.request(t, 200);
         let (reply, t4) = answer(&req, t, 0.050, 0.008, 2, b"\x0a\0\0\x01");
-        s.reply(&reply, t4).unwrap();
-        assert_eq!(*s.measurement().unwrap(), before, "popcorn spike suppressed");
+        s.reply(&reply, t4, 0.0).unwrap();
+        assert_eq!(
+            *s.measurement().unwrap(),
+            before,
+            "popcorn spike suppressed"
+        );
         // A high-delay sample is not chosen over the low-delay ones.
         t = UnixNanos(t.0 + 64 * SEC);
         let req = s.request(t, 201);
         let (reply, t4) = answer(&req, t, 0.002, 0.100, 2, b"\x0a\0\0\x01");
-        s.reply(&reply, t4).unwrap();
+        s.reply(&reply, t4, 0.0).unwrap();
         assert!(s.measurement().unwrap().delay < 0.02);
     }
 
