@@ -300,6 +300,7 @@ impl Source {
                 let d = (newest.offset - prev.offset).powi(2);
                 if (newest.offset - prev.offset).abs() > SPIKE_GATE * prev.jitter
                     && newest.time.seconds_since(prev.time) < 2.0 * f64::from(1u32 << self.poll)
+                    && delays.len() >= 4
                     && !self.spike_held
                 {
                     self.spike_held = true;
@@ -443,36 +444,28 @@ mod tests {
         let mut s = Source::new();
         s.burst = 0;
         let mut t = UnixNanos(1_800_000_000 * SEC);
-        // Eight samples near 1 ms, each with a slightly lower delay, so
-        // that each is used in turn.
-        for i in 0..8 {
-            let req = s.request(t, 100 + i);
-            let offset = 0.001 + (i % 2) as f64 * 2e-5;
-            let (reply, t4) = answer(&req, t, offset, 0.010 - i as f64 * 1e-4, 2, b"\x0a\0\0\x01");
+        let mut exchange = |s: &mut Source, t: &mut UnixNanos, cookie: u64, offset: f64, delay: f64| {
+            let req = s.request(*t, cookie);
+            let (reply, t4) = answer(&req, *t, offset, delay, 2, b"\x0a\0\0\x01");
             s.reply(&reply, t4, 0.0).unwrap();
-            t = UnixNanos(t.0 + 64 * SEC);
+            *t = UnixNanos(t.0 + 64 * SEC);
+            s.take_fresh()
+        };
+        // Eight samples near 1 ms with 10 ms of delay: each is used.
+        for i in 0..8 {
+            assert!(exchange(&mut s, &mut t, 100 + i, 0.001 + (i % 2) as f64 * 2e-5, 0.010), "sample {i}");
         }
-        let before = *s.measurement().unwrap();
-        assert_eq!(
-            before.time,
-            UnixNanos(t.0 - 64 * SEC + 9_300_000),
-            "the last sample is in use"
-        );
-        // A spike with the lowest delay yet: held back once.
-        let req = s.request(t, 200);
-        let (reply, t4) = answer(&req, t, 0.050, 0.008, 2, b"\x0a\0\0\x01");
-        s.reply(&reply, t4, 0.0).unwrap();
-        assert_eq!(
-            *s.measurement().unwrap(),
-            before,
-            "popcorn spike suppressed"
-        );
-        // A high-delay sample is not chosen over the low-delay ones.
-        t = UnixNanos(t.0 + 64 * SEC);
-        let req = s.request(t, 201);
-        let (reply, t4) = answer(&req, t, 0.002, 0.100, 2, b"\x0a\0\0\x01");
-        s.reply(&reply, t4, 0.0).unwrap();
-        assert!(s.measurement().unwrap().delay < 0.02);
+        let settled = *s.measurement().unwrap();
+        assert!((settled.offset - 0.00102).abs() < 1e-6);
+        // A sample that queued on the way (delay above the median): not used.
+        assert!(!exchange(&mut s, &mut t, 200, 0.004, 0.016));
+        assert_eq!(*s.measurement().unwrap(), settled);
+        // A 50 ms jump with a low delay: held back once as a spike ...
+        assert!(!exchange(&mut s, &mut t, 201, 0.050, 0.009));
+        assert_eq!(*s.measurement().unwrap(), settled);
+        // ... and believed when it persists.
+        assert!(exchange(&mut s, &mut t, 202, 0.050, 0.009));
+        assert!((s.measurement().unwrap().offset - 0.050).abs() < 1e-6);
     }
 
     #[test]
