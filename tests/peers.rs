@@ -9,7 +9,9 @@ use std::process::Command;
 use common::*;
 
 fn local_config(port: u16, stratum: Option<u8>) -> String {
-    let stratum = stratum.map_or(String::new(), |s| format!("\toption local_stratum '{s}'\n"));
+    let stratum = stratum.map_or(SILENT_UPSTREAM.to_string(), |s| {
+        format!("\toption local_stratum '{s}'\n")
+    });
     format!(
         "config server 'main'\n\tlist listen '127.0.0.1'\n\tlist listen '::1'\n\toption port '{port}'\n{stratum}"
     )

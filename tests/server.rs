@@ -73,7 +73,9 @@ fn answers_every_version_with_correct_fields() {
 fn unsynchronised_without_a_reference() {
     let port = free_port();
     let d = Daemon::start(
-        &format!("config server\n\tlist listen '127.0.0.1'\n\toption port '{port}'\n"),
+        &format!(
+            "config server\n\tlist listen '127.0.0.1'\n\toption port '{port}'\n{SILENT_UPSTREAM}"
+        ),
         1,
     );
     let reply = exchange(from("127.0.0.1"), v4(port), &request(4, 3, 6, 7), WAIT).expect("a reply");
@@ -290,7 +292,7 @@ fn binds_an_address_that_is_not_up_yet() {
     let port = free_port();
     let d = Daemon::start(
         &format!(
-            "config server\n\tlist listen '2001:db8::7'\n\tlist listen '127.0.0.1'\n\toption port '{port}'\n"
+            "config server\n\tlist listen '2001:db8::7'\n\tlist listen '127.0.0.1'\n\toption port '{port}'\n{SILENT_UPSTREAM}"
         ),
         2,
     );

@@ -8,7 +8,7 @@ pub mod uci;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::net::Cidr;
 use crate::ntp::ratelimit::RateLimitSettings;
@@ -27,9 +27,72 @@ pub struct ServerConfig {
     pub enabled: bool,
     pub listen: Vec<IpAddr>,
     pub port: u16,
-    /// Lab only: serve the local clock as the reference at this stratum.
+    /// Lab only: serve the local clock as the reference at this stratum
+    /// whenever no upstream is selected.
     pub local_stratum: Option<u8>,
     pub access: AccessPolicy,
+    pub sync: SyncConfig,
+}
+
+/// The sync engine's part of the config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncConfig {
+    /// Upstream servers as configured: host names or addresses with
+    /// optional ports.
+    pub upstreams: Vec<Upstream>,
+    pub min_sources: usize,
+    /// Step the clock when it is off by more than this at start (seconds);
+    /// 0 never steps.
+    pub makestep: f64,
+    pub driftfile: Option<PathBuf>,
+    /// Steer the clock; off: observe mode, measure and serve only.
+    pub clock_control: bool,
+    /// Report unsynchronised once the root distance passes this (seconds).
+    pub max_distance: f64,
+}
+
+/// One `list upstream` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else if self.port == 123 {
+            f.write_str(&self.host)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Used when no `upstream` is configured (and no `local_stratum`): primary
+/// (stratum 1) servers of national time institutes and exchanges, reachable
+/// over IPv6 and IPv4, that do not smear leap seconds. No pool names: a
+/// server in the pool must not take its time from the pool.
+pub const DEFAULT_UPSTREAMS: &[&str] = &[
+    "ptbtime1.ptb.de",
+    "ptbtime2.ptb.de",
+    "ptbtime3.ptb.de",
+    "sth1.ntp.se",
+    "gbg1.ntp.se",
+];
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            upstreams: Vec::new(),
+            min_sources: 3,
+            makestep: 0.128,
+            driftfile: Some(PathBuf::from("/etc/ntpgate.drift")),
+            clock_control: true,
+            max_distance: 1.0,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -43,6 +106,7 @@ impl Default for ServerConfig {
                 ratelimit: Some(RateLimitSettings::default()),
                 ..AccessPolicy::default()
             },
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -168,15 +232,7 @@ impl Report<'_> {
 }
 
 /// Options of later features: known names, accepted, but not acted on yet.
-const NOT_YET_USED: &[&str] = &[
-    "clock_control",
-    "upstream",
-    "min_sources",
-    "makestep",
-    "driftfile",
-    "serve_wan",
-    "ubus_socket",
-];
+const NOT_YET_USED: &[&str] = &["serve_wan", "ubus_socket"];
 
 const LIST_OPTIONS: &[&str] = &["listen", "allow", "deny", "upstream"];
 
@@ -194,6 +250,7 @@ const SINGLE_OPTIONS: &[&str] = &[
     "min_sources",
     "makestep",
     "driftfile",
+    "max_distance",
     "serve_wan",
     "ubus_socket",
 ];
@@ -393,6 +450,49 @@ fn server_config(options: &[Resolved], report: &mut Report<'_>) -> ServerConfig 
                     &mut rl.prefix6,
                 );
             }
+            "upstream" => cfg.sync.upstreams = upstreams(opt, report),
+            "min_sources" => {
+                let mut n = 0u8;
+                if set(report, line, name, parse_range::<u8>(value, 1, 16), &mut n) {
+                    cfg.sync.min_sources = usize::from(n);
+                }
+            }
+            "makestep" => {
+                set(
+                    report,
+                    line,
+                    name,
+                    parse_seconds(value, 0.0, 1e6),
+                    &mut cfg.sync.makestep,
+                );
+            }
+            "driftfile" => {
+                cfg.sync.driftfile = Some(PathBuf::from(value));
+                if !value.starts_with('/') {
+                    report.error(
+                        line,
+                        format!("driftfile: '{value}' is not an absolute path"),
+                    );
+                }
+            }
+            "clock_control" => {
+                set(
+                    report,
+                    line,
+                    name,
+                    parse_bool(value),
+                    &mut cfg.sync.clock_control,
+                );
+            }
+            "max_distance" => {
+                set(
+                    report,
+                    line,
+                    name,
+                    parse_seconds(value, 0.001, 16.0),
+                    &mut cfg.sync.max_distance,
+                );
+            }
             "allow" => cfg.access.allow = cidrs(opt, report),
             "deny" => cfg.access.deny = cidrs(opt, report),
             n if NOT_YET_USED.contains(&n) => report.warning(
@@ -406,7 +506,117 @@ fn server_config(options: &[Resolved], report: &mut Report<'_>) -> ServerConfig 
         }
     }
     cfg.access.ratelimit = ratelimit_on.then_some(rl);
+    let configured = options.iter().find(|o| o.name == "upstream");
+    if configured.is_none() && cfg.local_stratum.is_none() {
+        cfg.sync.upstreams = DEFAULT_UPSTREAMS
+            .iter()
+            .map(|h| Upstream {
+                host: h.to_string(),
+                port: 123,
+            })
+            .collect();
+    }
+    if let Some(o) = configured {
+        let n = cfg.sync.upstreams.len();
+        if n < 4 && cfg.local_stratum.is_none() {
+            report.warning(
+                o.values[0].1,
+                format!("{n} upstream(s): a pool server needs at least 4, so that one bad or lost upstream is outvoted"),
+            );
+        }
+        if cfg.sync.min_sources > n.max(1) {
+            report.warning(
+                o.values[0].1,
+                format!(
+                    "min_sources {} is more than the {n} upstream(s): all of them must agree",
+                    cfg.sync.min_sources
+                ),
+            );
+        }
+    }
     cfg
+}
+
+/// Pool names: a pool server must not take its time from the pool.
+fn is_pool_name(host: &str) -> bool {
+    let h = host.to_ascii_lowercase();
+    h == "pool.ntp.org" || h.ends_with(".pool.ntp.org")
+}
+
+/// Services known to smear leap seconds: their time is off by up to 0.5 s
+/// around a leap second, which the pool's monitor counts against us.
+fn smears_leap_seconds(host: &str) -> bool {
+    let h = host.to_ascii_lowercase();
+    let smearing = [
+        "time.google.com",
+        "time.aws.com",
+        "time.facebook.com",
+        "time.windows.com",
+    ];
+    smearing.contains(&h.as_str())
+        || (h.starts_with("time") && (h.ends_with(".google.com") || h.ends_with(".facebook.com")))
+}
+
+fn upstreams(opt: &Resolved, report: &mut Report<'_>) -> Vec<Upstream> {
+    opt.values
+        .iter()
+        .filter_map(|(v, line)| match parse_upstream(v) {
+            Ok(u) => {
+                if is_pool_name(&u.host) {
+                    report.warning(
+                        *line,
+                        format!("upstream: '{v}' is a pool name: a server in the NTP Pool must not use the pool; choose fixed servers"),
+                    );
+                }
+                if smears_leap_seconds(&u.host) {
+                    report.warning(
+                        *line,
+                        format!("upstream: '{v}' smears leap seconds: around a leap second its time differs from UTC by up to 0.5 s"),
+                    );
+                }
+                Some(u)
+            }
+            Err(why) => {
+                report.error(*line, format!("upstream: {why}"));
+                None
+            }
+        })
+        .collect()
+}
+
+/// `host`, `host:port`, an IPv6 address, or `[IPv6]:port`.
+pub fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    let port = |p: &str| match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{p}' in '{text}' is not a port number (1-65535)")),
+    };
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (addr, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("'{text}': '[' without ']'"))?;
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("'{addr}' is not an IPv6 address"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (addr.to_string(), port(p)?),
+            None if after.is_empty() => (addr.to_string(), 123),
+            None => return Err(format!("'{text}': unexpected '{after}' after ']'")),
+        }
+    } else if text.parse::<std::net::Ipv6Addr>().is_ok() {
+        (text.to_string(), 123)
+    } else if let Some((h, p)) = text.split_once(':') {
+        (h.to_string(), port(p)?)
+    } else {
+        (text.to_string(), 123)
+    };
+    let valid_name = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+    if !valid_name {
+        return Err(format!("'{text}' is not a host name or address"));
+    }
+    Ok(Upstream { host, port })
 }
 
 /// Store a parsed value or report why it is bad. True when stored.
@@ -489,8 +699,78 @@ mod tests {
     #[test]
     fn empty_file_gives_the_defaults() {
         let l = parse("", "t");
-        assert_eq!(l.config.unwrap().server, ServerConfig::default());
+        let server = l.config.unwrap().server;
+        let hosts: Vec<&str> = server
+            .sync
+            .upstreams
+            .iter()
+            .map(|u| u.host.as_str())
+            .collect();
+        assert_eq!(hosts, DEFAULT_UPSTREAMS);
+        assert_eq!(
+            server,
+            ServerConfig {
+                sync: SyncConfig {
+                    upstreams: server.sync.upstreams.clone(),
+                    ..SyncConfig::default()
+                },
+                ..ServerConfig::default()
+            }
+        );
         assert!(l.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn upstreams_and_their_lints() {
+        let l = parse(
+            "config server\n list upstream time.example.net\n list upstream '[2001:db8::1]:1123'\n list upstream 0.pool.ntp.org\n list upstream time.google.com\n list upstream 192.0.2.1:123\n list upstream 'bad host'\n list upstream 'x:0'\n option clock_control 0\n option min_sources 2\n option makestep 1\n option max_distance 0.5\n option driftfile /tmp/d\n",
+            "t",
+        );
+        let m = messages(&l);
+        assert_eq!(m.len(), 4, "{m:#?}");
+        assert!(m[0].starts_with("t:4: warning: upstream: '0.pool.ntp.org' is a pool name"));
+        assert!(m[1].starts_with("t:5: warning: upstream: 'time.google.com' smears leap seconds"));
+        assert_eq!(
+            m[2],
+            "t:7: error: upstream: 'bad host' is not a host name or address"
+        );
+        assert!(m[3].starts_with("t:8: error: upstream: '0' in 'x:0' is not a port number"));
+        let l = parse(
+            "config server\n list upstream time.example.net\n list upstream '[2001:db8::1]:1123'\n list upstream 2001:db8::2\n list upstream 192.0.2.1:5\n option clock_control 0\n option min_sources 2\n option makestep 0\n option max_distance 0.5\n option driftfile ''\n",
+            "t",
+        );
+        assert!(l.diagnostics.is_empty(), "{:?}", messages(&l));
+        let sync = l.config.unwrap().server.sync;
+        let shown: Vec<String> = sync.upstreams.iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "time.example.net",
+                "[2001:db8::1]:1123",
+                "[2001:db8::2]:123",
+                "192.0.2.1:5"
+            ]
+        );
+        assert_eq!(
+            (
+                sync.clock_control,
+                sync.min_sources,
+                sync.makestep,
+                sync.max_distance
+            ),
+            (false, 2, 0.0, 0.5)
+        );
+        let l = parse(
+            "config server\n list upstream a\n list upstream b\n option driftfile rel/path\n",
+            "t",
+        );
+        let m = messages(&l);
+        assert!(m.iter().any(|x| x == "t:2: warning: 2 upstream(s): a pool server needs at least 4, so that one bad or lost upstream is outvoted"), "{m:#?}");
+        assert!(
+            m.iter()
+                .any(|x| x == "t:4: error: driftfile: 'rel/path' is not an absolute path"),
+            "{m:#?}"
+        );
     }
 
     #[test]
@@ -559,7 +839,10 @@ mod tests {
         assert!(m[0].starts_with("t:2: warning: local_stratum serves"));
         assert!(m[0].contains("pool server must never"));
         assert!(m[1].contains("t:4: warning: option 'port' set again (first on line 3)"));
-        assert!(m[2].contains("t:5: warning: option 'upstream' is not used"));
+        assert!(
+            m[2].contains("t:5: warning: min_sources 3 is more than the 1 upstream(s)"),
+            "{m:#?}"
+        );
         assert!(m[3].contains(
             "t:6: warning: deny: '192.0.2.1/24' has host bits set; it means 192.0.2.0/24"
         ));

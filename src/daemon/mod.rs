@@ -3,13 +3,15 @@
 //! keeps the counters, and handles signals: SIGTERM/SIGINT stop, SIGHUP
 //! reloads the config, SIGUSR1 logs the counters. It decides nothing itself.
 
+mod sync;
 pub mod udp;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::Interest;
 use tokio::signal::unix::{SignalKind, signal};
@@ -17,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock::{self, Clock, SystemClock};
 use crate::config::{self, Config, Loaded, Severity};
+use crate::ntp::engine::SyncEngine;
 use crate::ntp::packet::{self, NtpTimestamp, ParseError};
 use crate::ntp::ratelimit::DEFAULT_CAPACITY;
 use crate::ntp::server::{DropReason, Outcome, Request, Server, SystemState};
@@ -51,18 +54,36 @@ impl ConfigSource {
     }
 }
 
-/// How often the lab-only local reference refreshes its reference time.
-const LOCAL_REFERENCE_REFRESH: Duration = Duration::from_secs(16);
-
 /// State shared by the socket tasks. Each lock is taken once per batch of
 /// datagrams, not per datagram.
 struct Shared {
     server: Mutex<Server>,
     state: Mutex<SystemState>,
     counters: Mutex<ServerCounters>,
+    engine: Mutex<SyncEngine>,
     precision: i8,
     /// Origin of the monotonic time the rate limiter runs on.
     epoch: Instant,
+    /// `local_stratum`, 0 when not set.
+    local_stratum: AtomicU8,
+    clock_control: AtomicBool,
+}
+
+impl Shared {
+    fn local_stratum(&self) -> Option<u8> {
+        Some(self.local_stratum.load(Ordering::Relaxed)).filter(|&s| s != 0)
+    }
+
+    fn clock_control(&self) -> bool {
+        self.clock_control.load(Ordering::Relaxed)
+    }
+
+    fn set_policy(&self, config: &Config) {
+        self.local_stratum
+            .store(config.server.local_stratum.unwrap_or(0), Ordering::Relaxed);
+        self.clock_control
+            .store(config.server.sync.clock_control, Ordering::Relaxed);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -85,20 +106,20 @@ fn new_server(config: &Config, precision: i8) -> Server {
         config.server.access.clone(),
         DEFAULT_CAPACITY,
         precision,
-        random_seed(),
+        random_u64(),
     )
 }
 
-/// A seed for the rate limiter's leak, from the kernel.
-fn random_seed() -> u64 {
+/// 64 random bits from the kernel: request cookies, the rate limiter's seed.
+fn random_u64() -> u64 {
     let mut seed = [0u8; 8];
     // SAFETY: getrandom writes at most 8 bytes into `seed`.
     let n = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
     if n == 8 {
         u64::from_ne_bytes(seed)
     } else {
-        // No getrandom (very old kernel): the clock is unpredictable enough
-        // for a leak coin.
+        // No getrandom (very old kernel): the clock's nanoseconds, which an
+        // off-path attacker cannot see.
         clock::realtime().0 as u64
     }
 }
@@ -127,7 +148,7 @@ pub fn run(source: ConfigSource) -> i32 {
 struct Running {
     config: Config,
     sockets: Vec<JoinHandle<()>>,
-    reference: Option<JoinHandle<()>>,
+    sync: Vec<JoinHandle<()>>,
 }
 
 async fn serve(source: ConfigSource, config: Config) -> i32 {
@@ -138,23 +159,29 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         source.describe(),
         precision
     );
+    let frequency = sync::read_drift(config.server.sync.driftfile.as_deref());
     let shared = Arc::new(Shared {
         server: Mutex::new(new_server(&config, precision)),
         state: Mutex::new(SystemState::unsynchronised()),
         counters: Mutex::new(ServerCounters::default()),
+        engine: Mutex::new(sync::new_engine(&config.server.sync, frequency)),
         precision,
         epoch: Instant::now(),
+        local_stratum: AtomicU8::new(0),
+        clock_control: AtomicBool::new(false),
     });
+    shared.set_policy(&config);
+    log_sync_setup(&config);
     let mut running = Running {
         sockets: Vec::new(),
-        reference: None,
+        sync: Vec::new(),
         config,
     };
     if let Err(e) = start_sockets(&mut running, &shared) {
         error!("{e}");
         return 1;
     }
-    start_reference(&mut running, &shared);
+    running.sync = sync::start(&running.config.server.sync, &shared);
 
     let signals = (
         signal(SignalKind::terminate()),
@@ -171,13 +198,14 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => reload(&source, &mut running, &shared).await,
-            _ = usr1.recv() => notice!("counters: {}", *lock(&shared.counters)),
+            _ = usr1.recv() => {
+                notice!("counters: {}", *lock(&shared.counters));
+                sync::log_sources(&shared);
+            }
         }
     }
     stop_sockets(&mut running).await;
-    if let Some(r) = running.reference.take() {
-        r.abort();
-    }
+    stop_tasks(&mut running.sync).await;
     notice!("counters: {}", *lock(&shared.counters));
     notice!("stopped");
     0
@@ -221,35 +249,41 @@ fn start_sockets(running: &mut Running, shared: &Arc<Shared>) -> io::Result<()> 
 }
 
 async fn stop_sockets(running: &mut Running) {
-    for task in running.sockets.drain(..) {
+    stop_tasks(&mut running.sockets).await;
+}
+
+async fn stop_tasks(tasks: &mut Vec<JoinHandle<()>>) {
+    for task in tasks.drain(..) {
         task.abort();
-        // Awaiting the aborted task drops its socket, freeing the port.
+        // Awaiting the aborted task drops what it owns (its socket: the
+        // port is free again).
         let _ = task.await;
     }
 }
 
-/// The lab-only local reference, or the honest "no reference yet".
-fn start_reference(running: &mut Running, shared: &Arc<Shared>) {
-    if let Some(r) = running.reference.take() {
-        r.abort();
+fn log_sync_setup(config: &Config) {
+    let sync = &config.server.sync;
+    if sync.upstreams.is_empty() {
+        notice!("no upstreams configured");
+    } else {
+        let names: Vec<String> = sync.upstreams.iter().map(|u| u.to_string()).collect();
+        notice!(
+            "upstreams: {} (at least {} must agree); clock control {}",
+            names.join(", "),
+            sync.min_sources.min(names.len()),
+            if sync.clock_control {
+                "on"
+            } else {
+                "off: observe mode, the clock is never changed"
+            }
+        );
     }
-    match running.config.server.local_stratum {
-        Some(stratum) => {
-            warning!(
-                "serving the local clock as a stratum {stratum} reference (local_stratum: lab use only)"
-            );
-            let shared = Arc::clone(shared);
-            running.reference = Some(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(LOCAL_REFERENCE_REFRESH);
-                loop {
-                    tick.tick().await;
-                    *lock(&shared.state) = SystemState::local(stratum, SystemClock.now());
-                }
-            }));
-        }
+    match config.server.local_stratum {
+        Some(stratum) => warning!(
+            "local_stratum {stratum}: the local clock is served as a reference while no upstream is selected (lab use only)"
+        ),
         None => {
-            *lock(&shared.state) = SystemState::unsynchronised();
-            notice!("no time reference yet: answering as unsynchronised (leap 3, stratum 0)");
+            notice!("until the upstreams agree, answering as unsynchronised (leap 3, stratum 0)")
         }
     }
 }
@@ -285,8 +319,15 @@ async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Share
             error!("reload: {e}");
         }
     }
-    if old.server.local_stratum != running.config.server.local_stratum {
-        start_reference(running, shared);
+    shared.set_policy(&running.config);
+    if old.server.sync != running.config.server.sync
+        || old.server.local_stratum != running.config.server.local_stratum
+    {
+        stop_tasks(&mut running.sync).await;
+        let frequency = lock(&shared.engine).discipline().frequency();
+        *lock(&shared.engine) = sync::new_engine(&running.config.server.sync, frequency);
+        log_sync_setup(&running.config);
+        running.sync = sync::start(&running.config.server.sync, shared);
     }
     notice!("reload: configuration applied");
 }

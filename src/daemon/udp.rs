@@ -527,3 +527,33 @@ fn write_source_control(
         space
     }
 }
+
+/// Turn on kernel receive timestamps for a client socket; false if the
+/// kernel refuses (the caller then reads the clock itself).
+pub fn enable_timestamps(fd: RawFd) -> bool {
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok()
+}
+
+/// One datagram from a connected client socket, with its kernel receive
+/// timestamp when there is one. Non-blocking.
+pub fn receive_one(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<UnixNanos>)> {
+    let mut control = [0u64; CONTROL_LEN / 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero msghdr is valid; every pointer set below targets a
+    // local that outlives the call.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = CONTROL_LEN as _;
+    // SAFETY: see above.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let (timestamp, _) = parse_control(&msg);
+    Ok((n as usize, timestamp))
+}

@@ -60,6 +60,10 @@ impl SystemState {
         }
     }
 
+    pub fn is_synchronised(&self) -> bool {
+        self.leap != Leap::Unsynchronised && (1..STRATUM_UNSYNC).contains(&self.stratum)
+    }
+
     /// The root dispersion grown by PHI for every second since the last
     /// update (RFC 5905 §11.2).
     pub fn root_dispersion_at(&self, now: UnixNanos) -> f64 {

@@ -81,6 +81,17 @@ impl Daemon {
     /// As [`Daemon::start`], from a prepared command (to run it in a
     /// namespace, say): `run --config FILE` is appended.
     pub fn start_with(mut cmd: Command, config: &str, sockets: usize) -> Daemon {
+        // The host's clock and network are not ours: a test daemon never
+        // steers the clock and never falls back to the default (public)
+        // upstreams.
+        assert!(
+            config.contains("local_stratum") || config.contains("upstream"),
+            "a test config must name its upstreams (on loopback) or use local_stratum"
+        );
+        assert!(
+            !config.contains("upstream") || config.contains("option clock_control '0'"),
+            "a test config with upstreams must set option clock_control '0'"
+        );
         let config_path = scratch_dir().join("ntpgate.conf");
         std::fs::write(&config_path, config).unwrap();
         cmd.arg("run").arg("--config").arg(&config_path);
@@ -268,6 +279,10 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Config lines for upstreams that never answer: nothing listens on the
+/// discard port of loopback.
+pub const SILENT_UPSTREAM: &str = "\tlist upstream '127.0.0.1:9'\n\toption clock_control '0'\n";
 
 /// A chronyd that serves its local clock on a loopback port and never
 /// touches this machine's clock (-x).

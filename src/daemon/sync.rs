@@ -1,0 +1,378 @@
+//! The sync engine's IO shell: one task per upstream (name lookup, a fresh
+//! socket and source port per request, timeouts), a one-second tick
+//! (holdover, the state the server publishes, the kernel's sync status),
+//! the drift file, and applying clock commands to the system clock.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+use super::{Shared, lock, random_u64, udp};
+use crate::clock::{Clock, ClockControl, SystemClock};
+use crate::config::{self, SyncConfig};
+use crate::ntp::discipline::{ClockCommand, DisciplineSettings};
+use crate::ntp::engine::{EngineSettings, SyncEngine, UpstreamStatus};
+use crate::ntp::packet::UnixNanos;
+use crate::ntp::server::SystemState;
+use crate::ntp::source::{REPLY_TIMEOUT, Reject};
+use crate::{info, notice, warning};
+
+/// The drift file is written at most this often: flash wears.
+const DRIFT_SAVE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Updates before the frequency estimate is worth saving.
+const DRIFT_MIN_UPDATES: u32 = 8;
+
+pub fn engine_settings(sync: &SyncConfig) -> EngineSettings {
+    EngineSettings {
+        min_sources: sync.min_sources,
+        discipline: DisciplineSettings {
+            makestep: if sync.makestep > 0.0 {
+                sync.makestep
+            } else {
+                f64::INFINITY
+            },
+            observe: !sync.clock_control,
+            ..DisciplineSettings::default()
+        },
+        max_distance: sync.max_distance,
+    }
+}
+
+pub fn new_engine(sync: &SyncConfig, frequency: f64) -> SyncEngine {
+    let names: Vec<String> = sync.upstreams.iter().map(|u| u.to_string()).collect();
+    SyncEngine::new(&names, engine_settings(sync), frequency)
+}
+
+/// The frequency compensation remembered in the drift file (ppm, as text).
+pub fn read_drift(path: Option<&Path>) -> f64 {
+    let Some(path) = path else {
+        return 0.0;
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => match text
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse::<f64>().ok())
+        {
+            Some(ppm) if ppm.is_finite() && ppm.abs() <= 500.0 => {
+                info!("{}: frequency {ppm:+.3} ppm", path.display());
+                ppm * 1e-6
+            }
+            _ => {
+                warning!(
+                    "{}: not a frequency in ppm; starting from 0",
+                    path.display()
+                );
+                0.0
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0.0,
+        Err(e) => {
+            warning!("{}: {e}; starting from frequency 0", path.display());
+            0.0
+        }
+    }
+}
+
+/// Write the drift file by way of a temporary file, so that a power cut
+/// leaves the old one or the new one, never half of one.
+fn write_drift(path: &Path, frequency: f64) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{:.4}\n", frequency * 1e6))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Start the upstream tasks and the tick.
+pub fn start(sync: &SyncConfig, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    let mut tasks: Vec<JoinHandle<()>> = sync
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let (shared, upstream) = (Arc::clone(shared), u.clone());
+            tokio::spawn(async move { upstream_task(i, upstream, shared).await })
+        })
+        .collect();
+    let shared = Arc::clone(shared);
+    let driftfile = sync.driftfile.clone().filter(|_| sync.clock_control);
+    tasks.push(tokio::spawn(
+        async move { tick_task(shared, driftfile).await },
+    ));
+    tasks
+}
+
+async fn resolve(upstream: &config::Upstream) -> io::Result<SocketAddr> {
+    let target = (upstream.host.clone(), upstream.port);
+    let addrs = tokio::task::spawn_blocking(move || {
+        target.to_socket_addrs().map(|a| a.collect::<Vec<_>>())
+    })
+    .await
+    .map_err(io::Error::other)??;
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))
+}
+
+async fn upstream_task(index: usize, upstream: config::Upstream, shared: Arc<Shared>) {
+    let name = upstream.to_string();
+    let mut first = true;
+    loop {
+        let needs_lookup = {
+            let e = lock(&shared.engine);
+            let u = &e.upstreams[index];
+            u.address.is_none() || u.source.needs_resolve()
+        };
+        if needs_lookup {
+            match resolve(&upstream).await {
+                Ok(addr) => {
+                    let mut e = lock(&shared.engine);
+                    if e.upstreams[index].address != Some(addr) {
+                        info!("upstream {name}: using {addr}");
+                    }
+                    e.set_address(index, addr);
+                }
+                Err(e) => {
+                    warning!("upstream {name}: cannot resolve: {e}");
+                    tokio::time::sleep(Duration::from_secs(64)).await;
+                    continue;
+                }
+            }
+        }
+        let (addr, interval) = {
+            let e = lock(&shared.engine);
+            let u = &e.upstreams[index];
+            (u.address.expect("resolved above"), u.source.poll_interval())
+        };
+        // Spread the first requests of the upstreams a little.
+        let wait = if first {
+            (random_u64() % 1000) as f64 / 1000.0
+        } else {
+            interval
+        };
+        first = false;
+        tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        if let Err(e) = exchange(index, addr, &shared).await {
+            warning!("upstream {name} ({addr}): {e}");
+        }
+        if let Some(code) = lock(&shared.engine).upstreams[index].source.stopped() {
+            warning!(
+                "upstream {name} ({addr}) sent kiss-o'-death {}: no longer asking it",
+                code.display(1)
+            );
+            return;
+        }
+    }
+}
+
+/// One request and its reply (or timeout) on a fresh socket: a new random
+/// source port each time, so that an off-path attacker cannot aim replies.
+async fn exchange(index: usize, addr: SocketAddr, shared: &Arc<Shared>) -> io::Result<()> {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = UdpSocket::bind(bind).await?;
+    socket.connect(addr).await?;
+    let fd = socket.as_raw_fd();
+    let kernel_timestamps = udp::enable_timestamps(fd);
+    let request = {
+        let mut e = lock(&shared.engine);
+        e.request(index, SystemClock.now(), random_u64())
+    };
+    socket.send(&request).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(REPLY_TIMEOUT);
+    let mut buf = [0u8; 1024];
+    loop {
+        let ready = tokio::time::timeout_at(deadline, socket.readable()).await;
+        if ready.is_err() {
+            lock(&shared.engine).timed_out(index);
+            return Ok(());
+        }
+        let (n, timestamp) = match socket.try_io(tokio::io::Interest::READABLE, || {
+            udp::receive_one(fd, &mut buf)
+        }) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            // ICMP unreachable and the like: the upstream is not there.
+            Err(e) => {
+                lock(&shared.engine).timed_out(index);
+                return Err(e);
+            }
+        };
+        let t4 = timestamp
+            .filter(|_| kernel_timestamps)
+            .unwrap_or_else(|| SystemClock.now());
+        let result = lock(&shared.engine).reply(index, &buf[..n], t4);
+        match result {
+            // Not an answer to this request: keep waiting for the real one.
+            Err(Reject::NotOurs) => continue,
+            Err(Reject::Kiss(code)) => {
+                info!("{addr}: kiss-o'-death {}", code.display(1));
+                return Ok(());
+            }
+            Err(e) => {
+                info!("{addr}: reply not used: {e}");
+                return Ok(());
+            }
+            Ok(command) => {
+                if let Some(c) = command {
+                    apply(shared, c);
+                }
+                publish(shared, t4);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Carry out a clock command (only with clock_control on).
+fn apply(shared: &Shared, command: ClockCommand) {
+    if !shared.clock_control() {
+        return;
+    }
+    let mut clock = SystemClock;
+    if let Some(step) = command.step {
+        match clock.step(step) {
+            Ok(()) => notice!("clock stepped by {step:+.6} s"),
+            Err(e) => warning!("cannot step the clock: {e}"),
+        }
+    }
+    if let Err(e) = clock.set_frequency(command.frequency) {
+        warning!("cannot set the clock frequency: {e}");
+    }
+}
+
+/// What the server says from now on, and what the kernel is told.
+fn publish(shared: &Shared, now: UnixNanos) {
+    let (engine_state, peer) = {
+        let e = lock(&shared.engine);
+        let peer = e
+            .peer()
+            .map(|p| (e.upstreams[p].name.clone(), e.upstreams[p].address));
+        (e.system_state(now), peer)
+    };
+    let state = match (engine_state.is_synchronised(), shared.local_stratum()) {
+        (false, Some(stratum)) => SystemState::local(stratum, now),
+        _ => engine_state,
+    };
+    let previous = std::mem::replace(&mut *lock(&shared.state), state);
+    if previous.is_synchronised() != state.is_synchronised() || previous.refid != state.refid {
+        match (
+            state.is_synchronised(),
+            engine_state.is_synchronised(),
+            peer,
+        ) {
+            (true, true, Some((name, addr))) => notice!(
+                "synchronised to {name} ({}), stratum {}",
+                addr.map_or("?".into(), |a| a.to_string()),
+                state.stratum
+            ),
+            (true, _, _) => notice!(
+                "serving the local clock at stratum {} (local_stratum)",
+                state.stratum
+            ),
+            (false, _, _) => {
+                notice!("unsynchronised: answering with leap 3 until the upstreams agree again")
+            }
+        }
+    }
+    if shared.clock_control() && engine_state.is_synchronised() {
+        let distance = state.root_delay / 2.0 + state.root_dispersion_at(now);
+        let mut clock = SystemClock;
+        if let Err(e) = clock.set_sync_status(true, distance, state.root_dispersion) {
+            warning!("cannot tell the kernel the sync status: {e}");
+        }
+    }
+}
+
+async fn tick_task(shared: Arc<Shared>, driftfile: Option<std::path::PathBuf>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_save: Option<Instant> = None;
+    let mut was_synchronised = false;
+    loop {
+        tick.tick().await;
+        let now = SystemClock.now();
+        let command = lock(&shared.engine).tick(now);
+        if let Some(c) = command {
+            notice!("no usable upstreams: holding the clock at its last frequency");
+            apply(&shared, c);
+        }
+        publish(&shared, now);
+        let (synchronised, frequency, updates) = {
+            let e = lock(&shared.engine);
+            (
+                e.system_state(now).is_synchronised(),
+                e.discipline().frequency(),
+                e.discipline().updates(),
+            )
+        };
+        if was_synchronised && !synchronised && shared.clock_control() {
+            let _ = SystemClock.set_sync_status(false, 16.0, 16.0);
+        }
+        was_synchronised = synchronised;
+        if let Some(path) = &driftfile {
+            let due = last_save.is_none_or(|t| t.elapsed() >= DRIFT_SAVE_INTERVAL);
+            if due && updates >= DRIFT_MIN_UPDATES {
+                match write_drift(path, frequency) {
+                    Ok(()) => info!(
+                        "{}: saved frequency {:+.3} ppm",
+                        path.display(),
+                        frequency * 1e6
+                    ),
+                    Err(e) => warning!("{}: cannot save the frequency: {e}", path.display()),
+                }
+                last_save = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// Log the sync state and every upstream (SIGUSR1).
+pub fn log_sources(shared: &Shared) {
+    let now = SystemClock.now();
+    let e = lock(&shared.engine);
+    let state = *lock(&shared.state);
+    notice!(
+        "sync: {} stratum={} refid={} offset={:+.6} frequency={:+.3}ppm root_delay={:.6} root_dispersion={:.6}",
+        if state.is_synchronised() {
+            "synchronised"
+        } else {
+            "unsynchronised"
+        },
+        state.stratum,
+        state.refid.display(state.stratum),
+        e.discipline().offset(),
+        e.discipline().frequency() * 1e6,
+        state.root_delay,
+        state.root_dispersion_at(now)
+    );
+    for u in &e.upstreams {
+        let status = match u.status {
+            UpstreamStatus::Selected => "selected",
+            UpstreamStatus::Candidate => "candidate",
+            UpstreamStatus::Falseticker => "falseticker",
+            UpstreamStatus::Unusable => "unusable",
+        };
+        let measured = u.source.measurement().map_or(String::new(), |m| {
+            format!(
+                " stratum={} delay={:.6} jitter={:.6}",
+                m.stratum, m.delay, m.jitter
+            )
+        });
+        notice!(
+            "upstream: {} address={} reach={:03o} poll={} status={status}{measured}",
+            u.name,
+            u.address.map_or("-".into(), |a| a.to_string()),
+            u.source.reach(),
+            u.source.poll()
+        );
+    }
+}
