@@ -1,6 +1,9 @@
 //! The sync engine in the simulator: accuracy limits per scenario, as
 //! chrony's test suite sets them with clknetsim. Each test prints its
-//! figures (run with --nocapture); BENCHMARKS.md records them.
+//! figures (run with --nocapture); BENCHMARKS.md records them. The limits
+//! sit a little above what was measured, and never above the issue's
+//! figures (LAN: RMS 50 us, max 200 us; Internet: RMS 500 us, max 2 ms;
+//! 100 ppm learnt within 0.1 ppm; synchronised within 60 s of a 0.5 s step).
 
 use ntpgate::ntp::engine::EngineSettings;
 use ntpgate::ntp::packet::Leap;
@@ -73,8 +76,8 @@ fn lan_three_good_upstreams() {
     for seed in SEEDS {
         let r = sim::run(&scenario(seed, lan()));
         print("lan", seed, &r);
-        assert!(r.rms < 50e-6, "rms {}", r.rms);
-        assert!(r.max < 200e-6, "max {}", r.max);
+        assert!(r.rms < 40e-6, "rms {}", r.rms);
+        assert!(r.max < 100e-6, "max {}", r.max);
     }
 }
 
@@ -89,8 +92,8 @@ fn internet_four_upstreams_with_loss() {
         ];
         let r = sim::run(&scenario(seed, ups));
         print("internet", seed, &r);
-        assert!(r.rms < 500e-6, "rms {}", r.rms);
-        assert!(r.max < 2e-3, "max {}", r.max);
+        assert!(r.rms < 250e-6, "rms {}", r.rms);
+        assert!(r.max < 700e-6, "max {}", r.max);
     }
 }
 
@@ -102,8 +105,8 @@ fn a_falseticker_is_never_selected() {
         let r = sim::run(&scenario(seed, ups));
         print("falseticker", seed, &r);
         assert_eq!(r.peer_counts[3], 0, "the falseticker was the system peer");
-        assert!(r.rms < 50e-6, "rms {}", r.rms);
-        assert!(r.max < 200e-6, "max {}", r.max);
+        assert!(r.rms < 40e-6, "rms {}", r.rms);
+        assert!(r.max < 100e-6, "max {}", r.max);
     }
 }
 
@@ -118,7 +121,7 @@ fn start_half_a_second_off() {
         print("start-0.5s", seed, &r);
         assert_eq!(r.steps, 1);
         let synced = r.time_to_sync.expect("synchronised");
-        assert!(synced <= 60.0, "synchronised after {synced} s");
+        assert!(synced <= 10.0, "synchronised after {synced} s");
         // The step took the offset away. Without a drift file the
         // frequency is learnt in the next minutes; until then the clock
         // drifts by its 30 ppm between updates.

@@ -15,14 +15,27 @@ use common::*;
 fn sync_state(d: &Daemon) -> HashMap<String, String> {
     let before = d.log().matches("notice: sync:").count();
     d.signal("USR1");
-    d.wait_for_log(|l| l.matches("notice: sync:").count() > before, "the sync state");
+    d.wait_for_log(
+        |l| l.matches("notice: sync:").count() > before,
+        "the sync state",
+    );
     let log = d.log();
-    let line = log.lines().filter(|l| l.starts_with("notice: sync:")).nth(before).unwrap();
+    let line = log
+        .lines()
+        .filter(|l| l.starts_with("notice: sync:"))
+        .nth(before)
+        .unwrap();
     let mut fields: HashMap<String, String> = line
         .split_whitespace()
-        .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect();
-    fields.insert("state".into(), line.split_whitespace().nth(2).unwrap().to_string());
+    fields.insert(
+        "state".into(),
+        line.split_whitespace().nth(2).unwrap().to_string(),
+    );
     fields
 }
 
@@ -55,22 +68,40 @@ fn three_chronyd_upstreams_then_losing_them() {
     );
     let d = Daemon::start(&config, 1);
 
-    let took = wait_until("synchronised", Duration::from_secs(30), || sync_state(&d)["state"] == "synchronised");
+    let took = wait_until("synchronised", Duration::from_secs(30), || {
+        sync_state(&d)["state"] == "synchronised"
+    });
     println!("synchronised after {took:?}");
     let s = sync_state(&d);
     assert_eq!(s["stratum"], "2");
     assert_eq!(s["refid"], "127.0.0.1");
     let offset: f64 = s["offset"].parse().unwrap();
     assert!(offset.abs() < 0.001, "offset {offset}");
-    assert!(d.log().contains("synchronised to 127.0.0.1:"), "{}", d.log());
-    let selected = d.log().lines().filter(|l| l.contains("status=selected")).count();
+    assert!(
+        d.log().contains("synchronised to 127.0.0.1:"),
+        "{}",
+        d.log()
+    );
+    let selected = d
+        .log()
+        .lines()
+        .filter(|l| l.contains("status=selected"))
+        .count();
     assert!(selected >= 1);
 
     // What clients see: ntpgate query ...
-    let out = Command::new(BIN).args(["query", &format!("127.0.0.1:{port}")]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["query", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("stratum    2\n") && text.contains("refid      127.0.0.1\n") && text.contains("leap       0 "), "{text}");
+    assert!(
+        text.contains("stratum    2\n")
+            && text.contains("refid      127.0.0.1\n")
+            && text.contains("leap       0 "),
+        "{text}"
+    );
     // ... and chronyd -Q.
     let chronyd = require("chronyd", "chrony");
     let logdir = scratch_dir();
@@ -83,8 +114,17 @@ fn three_chronyd_upstreams_then_losing_them() {
         .unwrap();
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
     let m = std::fs::read_to_string(logdir.join("measurements.log")).unwrap();
-    let row: Vec<&str> = m.lines().find(|l| l.starts_with("20")).unwrap().split_whitespace().collect();
-    assert_eq!((row[3], row[4], row[16]), ("N", "2", "7F000001"), "leap, stratum, refid: {m}");
+    let row: Vec<&str> = m
+        .lines()
+        .find(|l| l.starts_with("20"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        (row[3], row[4], row[16]),
+        ("N", "2", "7F000001"),
+        "leap, stratum, refid: {m}"
+    );
 
     // One upstream gone: still synchronised on the other two.
     drop(upstreams.remove(0));
@@ -96,9 +136,18 @@ fn three_chronyd_upstreams_then_losing_them() {
     upstreams.clear();
     let held = sync_state(&d);
     assert_eq!(held["state"], "synchronised");
-    let took = wait_until("unsynchronised", Duration::from_secs(400), || sync_state(&d)["state"] == "unsynchronised");
+    let took = wait_until("unsynchronised", Duration::from_secs(400), || {
+        sync_state(&d)["state"] == "unsynchronised"
+    });
     println!("unsynchronised {took:?} after losing every upstream");
-    let out = Command::new(BIN).args(["query", &format!("127.0.0.1:{port}")]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "the server now says it is unsynchronised");
+    let out = Command::new(BIN)
+        .args(["query", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the server now says it is unsynchronised"
+    );
     assert!(d.log().contains("unsynchronised: answering with leap 3"));
 }

@@ -116,7 +116,8 @@ pub struct Report {
     pub steps: u32,
     /// Estimated minus true frequency compensation at the end, s/s.
     pub frequency_error: f64,
-    /// Every 16 s: (time, local - true, synchronised, root dispersion).
+    /// Every second for 2 minutes, then every 16 s: (time, local - true,
+    /// synchronised, root dispersion).
     pub trace: Vec<(f64, f64, bool, f64)>,
     /// How often each upstream was the system peer at a trace point.
     pub peer_counts: Vec<u32>,
@@ -328,6 +329,8 @@ impl Sim<'_> {
     }
 
     fn sample(&mut self) {
+        // Every second at first (to time the start), then every 16 s.
+        let next = if self.now < 120.0 { 1.0 } else { 16.0 };
         let local = self.local();
         let tick = self.engine.tick(local);
         self.apply(tick);
@@ -343,12 +346,12 @@ impl Sim<'_> {
         if let Some(p) = self.engine.peer() {
             self.report.peer_counts[p] += 1;
         }
-        if self.now >= self.scenario.warmup {
+        if self.now >= self.scenario.warmup && next == 16.0 {
             self.squares += error * error;
             self.counted += 1;
             self.report.max = self.report.max.max(error.abs());
         }
-        self.schedule(self.now + 16.0, Event::Sample);
+        self.schedule(self.now + next, Event::Sample);
     }
 
     fn finish(mut self) -> Report {
