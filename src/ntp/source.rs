@@ -444,7 +444,7 @@ mod tests {
         let mut s = Source::new();
         s.burst = 0;
         let mut t = UnixNanos(1_800_000_000 * SEC);
-        let mut exchange =
+        let exchange =
             |s: &mut Source, t: &mut UnixNanos, cookie: u64, offset: f64, delay: f64| {
                 let req = s.request(*t, cookie);
                 let (reply, t4) = answer(&req, *t, offset, delay, 2, b"\x0a\0\0\x01");
