@@ -444,14 +444,13 @@ mod tests {
         let mut s = Source::new();
         s.burst = 0;
         let mut t = UnixNanos(1_800_000_000 * SEC);
-        let exchange =
-            |s: &mut Source, t: &mut UnixNanos, cookie: u64, offset: f64, delay: f64| {
-                let req = s.request(*t, cookie);
-                let (reply, t4) = answer(&req, *t, offset, delay, 2, b"\x0a\0\0\x01");
-                s.reply(&reply, t4, 0.0).unwrap();
-                *t = UnixNanos(t.0 + 64 * SEC);
-                s.take_fresh()
-            };
+        let exchange = |s: &mut Source, t: &mut UnixNanos, cookie: u64, offset: f64, delay: f64| {
+            let req = s.request(*t, cookie);
+            let (reply, t4) = answer(&req, *t, offset, delay, 2, b"\x0a\0\0\x01");
+            s.reply(&reply, t4, 0.0).unwrap();
+            *t = UnixNanos(t.0 + 64 * SEC);
+            s.take_fresh()
+        };
         // Eight samples near 1 ms with 10 ms of delay: each is used.
         for i in 0..8 {
             assert!(
