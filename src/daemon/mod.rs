@@ -1,7 +1,8 @@
 //! The daemon: a thin tokio shell around the protocol core. It binds the
 //! sockets, moves datagrams between them and [`ntp::server`](crate::ntp::server),
-//! keeps the counters, and handles signals: SIGTERM/SIGINT stop, SIGHUP
-//! reloads the config, SIGUSR1 logs the counters. It decides nothing itself.
+//! runs the upstream tasks of the sync engine (`sync`), keeps the counters,
+//! and handles signals: SIGTERM/SIGINT stop, SIGHUP reloads the config,
+//! SIGUSR1 logs the counters and the sync state.
 
 mod sync;
 pub mod udp;
@@ -204,7 +205,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
             }
         }
     }
-    stop_sockets(&mut running).await;
+    stop_tasks(&mut running.sockets).await;
     stop_tasks(&mut running.sync).await;
     notice!("counters: {}", *lock(&shared.counters));
     notice!("stopped");
@@ -246,10 +247,6 @@ fn start_sockets(running: &mut Running, shared: &Arc<Shared>) -> io::Result<()> 
         ));
     }
     Ok(())
-}
-
-async fn stop_sockets(running: &mut Running) {
-    stop_tasks(&mut running.sockets).await;
 }
 
 async fn stop_tasks(tasks: &mut Vec<JoinHandle<()>>) {
@@ -314,7 +311,7 @@ async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Share
             running.config.server.port,
         );
     if sockets_changed {
-        stop_sockets(running).await;
+        stop_tasks(&mut running.sockets).await;
         if let Err(e) = start_sockets(running, shared) {
             error!("reload: {e}");
         }
