@@ -121,34 +121,45 @@ fn send(sockets: &[UdpSocket], epoch: Instant, rate: f64, duration: Duration) ->
     }
 }
 
+/// One iovec per buffer, and one mmsghdr per iovec (no names: the
+/// sockets are connected).
+fn message_headers<const N: usize>(
+    buffers: &mut [[u8; N]],
+    iovecs: &mut Vec<libc::iovec>,
+) -> Vec<libc::mmsghdr> {
+    *iovecs = buffers
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: N,
+        })
+        .collect();
+    iovecs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid mmsghdr.
+            let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h
+        })
+        .collect()
+}
+
 fn send_batch(socket: &UdpSocket, packets: &mut [[u8; 48]]) -> usize {
-    // SAFETY: iovecs and headers point into `packets`, alive for the call;
-    // all-zero mmsghdr is valid and the socket is connected (no names).
-    unsafe {
-        let mut iovecs: Vec<libc::iovec> = packets
-            .iter_mut()
-            .map(|p| libc::iovec {
-                iov_base: p.as_mut_ptr().cast(),
-                iov_len: 48,
-            })
-            .collect();
-        let mut headers: Vec<libc::mmsghdr> = iovecs
-            .iter_mut()
-            .map(|iov| {
-                let mut h: libc::mmsghdr = std::mem::zeroed();
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
-        let n = libc::sendmmsg(
+    let mut iovecs = Vec::new();
+    let mut headers = message_headers(packets, &mut iovecs);
+    // SAFETY: the headers point into `packets` through `iovecs`, both alive
+    // for the call.
+    let n = unsafe {
+        libc::sendmmsg(
             socket.as_raw_fd(),
             headers.as_mut_ptr(),
             headers.len() as _,
             0,
-        );
-        n.max(0) as usize
-    }
+        )
+    };
+    n.max(0) as usize
 }
 
 /// Collect the latency of every reply until `done`.
@@ -195,33 +206,19 @@ fn receive(sockets: &[UdpSocket], epoch: Instant, done: &AtomicBool) -> Vec<u64>
 
 /// One recvmmsg; the lengths of what arrived.
 fn receive_batch(fd: i32, buffers: &mut [[u8; 64]; BATCH]) -> Vec<usize> {
+    let mut iovecs = Vec::new();
+    let mut headers = message_headers(buffers, &mut iovecs);
     // SAFETY: as in `send_batch`, every pointer targets `buffers`.
-    unsafe {
-        let mut iovecs: Vec<libc::iovec> = buffers
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: 64,
-            })
-            .collect();
-        let mut headers: Vec<libc::mmsghdr> = iovecs
-            .iter_mut()
-            .map(|iov| {
-                let mut h: libc::mmsghdr = std::mem::zeroed();
-                h.msg_hdr.msg_iov = iov;
-                h.msg_hdr.msg_iovlen = 1;
-                h
-            })
-            .collect();
-        let n = libc::recvmmsg(
+    let n = unsafe {
+        libc::recvmmsg(
             fd,
             headers.as_mut_ptr(),
             BATCH as _,
             libc::MSG_DONTWAIT,
             std::ptr::null_mut(),
-        );
-        (0..n.max(0) as usize)
-            .map(|i| headers[i].msg_len as usize)
-            .collect()
-    }
+        )
+    };
+    (0..n.max(0) as usize)
+        .map(|i| headers[i].msg_len as usize)
+        .collect()
 }
