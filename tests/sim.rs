@@ -230,3 +230,39 @@ fn same_seed_same_run() {
     let c = sim::run(&scenario(10, lan()));
     assert_ne!(a.trace, c.trace);
 }
+
+#[test]
+fn an_upstream_that_steps_and_leap_announcements() {
+    // Four upstreams; at 6 h one of them steps 50 ms off (a broken
+    // server), and from 12 h three of them announce a leap second.
+    let mut ups = lan();
+    ups.push(upstream(0.0, path(0.5e-3, 50e-6, 0.0, 0.0)));
+    ups[3].steps.push((6.0 * HOUR, 0.050));
+    let mut s = scenario(5, ups.clone());
+    let r = sim::run(&s);
+    print("upstream-step", 5, &r);
+    let after_step = r
+        .trace
+        .iter()
+        .filter(|p| p.0 > 6.0 * HOUR)
+        .map(|p| p.1.abs())
+        .fold(0.0, f64::max);
+    assert!(
+        after_step < 100e-6,
+        "the stepped upstream pulled the clock: {after_step}"
+    );
+    for u in &mut ups {
+        u.leap = Leap::AddSecond;
+    }
+    ups[0].leap = Leap::None;
+    s.upstreams = ups;
+    s.duration = 2.0 * HOUR;
+    let r = sim::run(&s);
+    assert_eq!(
+        r.leap,
+        Leap::AddSecond,
+        "the majority announces a leap second"
+    );
+    s.upstreams[1].leap = Leap::None;
+    assert_eq!(sim::run(&s).leap, Leap::None, "two of four is no majority");
+}

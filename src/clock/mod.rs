@@ -3,6 +3,7 @@
 
 use std::io;
 
+use crate::ntp::discipline::ClockCommand;
 use crate::ntp::packet::UnixNanos;
 
 pub trait Clock {
@@ -27,6 +28,16 @@ pub trait ClockControl: Clock {
         max_error: f64,
         est_error: f64,
     ) -> io::Result<()>;
+}
+
+/// Carry out a command of the discipline: the step first, then the
+/// frequency. The daemon does this to the system clock, the simulator to
+/// its simulated one.
+pub fn apply(clock: &mut dyn ClockControl, command: ClockCommand) -> io::Result<()> {
+    if let Some(step) = command.step {
+        clock.step(step)?;
+    }
+    clock.set_frequency(command.frequency)
 }
 
 /// The kernel's clock, CLOCK_REALTIME.

@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use super::{Shared, lock, random_u64, udp};
-use crate::clock::{Clock, ClockControl, SystemClock};
+use crate::clock::{self, Clock, ClockControl, SystemClock};
 use crate::config::{self, SyncConfig};
 use crate::ntp::discipline::{ClockCommand, DisciplineSettings};
 use crate::ntp::engine::{EngineSettings, SyncEngine, UpstreamStatus};
@@ -238,15 +238,13 @@ fn apply(shared: &Shared, command: ClockCommand) {
     if !shared.clock_control() {
         return;
     }
-    let mut clock = SystemClock;
-    if let Some(step) = command.step {
-        match clock.step(step) {
-            Ok(()) => notice!("clock stepped by {step:+.6} s"),
-            Err(e) => warning!("cannot step the clock: {e}"),
+    match clock::apply(&mut SystemClock, command) {
+        Ok(()) => {
+            if let Some(step) = command.step {
+                notice!("clock stepped by {step:+.6} s");
+            }
         }
-    }
-    if let Err(e) = clock.set_frequency(command.frequency) {
-        warning!("cannot set the clock frequency: {e}");
+        Err(e) => warning!("cannot steer the clock: {e}"),
     }
 }
 
@@ -358,6 +356,7 @@ pub fn log_sources(shared: &Shared) {
         let status = match u.status {
             UpstreamStatus::Selected => "selected",
             UpstreamStatus::Candidate => "candidate",
+            UpstreamStatus::Outlier => "outlier",
             UpstreamStatus::Falseticker => "falseticker",
             UpstreamStatus::Unusable => "unusable",
         };

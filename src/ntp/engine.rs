@@ -51,6 +51,8 @@ pub enum UpstreamStatus {
     Selected,
     /// A truechimer, combined but not the system peer.
     Candidate,
+    /// A truechimer left out of the combination by the clustering.
+    Outlier,
     Falseticker,
 }
 
@@ -161,6 +163,7 @@ impl SyncEngine {
                 Candidate {
                     offset: m.offset - self.discipline.frame_at(now),
                     root_distance: m.root_distance(now),
+                    jitter: m.jitter,
                     stratum: m.stratum,
                     leap: m.leap,
                 }
@@ -184,6 +187,9 @@ impl SyncEngine {
         self.last_failure = None;
         for &k in &selection.truechimers {
             self.upstreams[usable[k]].status = UpstreamStatus::Candidate;
+        }
+        for &k in &selection.outliers {
+            self.upstreams[usable[k]].status = UpstreamStatus::Outlier;
         }
         for &k in &selection.falsetickers {
             self.upstreams[usable[k]].status = UpstreamStatus::Falseticker;

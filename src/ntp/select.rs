@@ -19,6 +19,8 @@ const COMBINE_LIMIT: f64 = 3.0;
 pub struct Candidate {
     pub offset: f64,
     pub root_distance: f64,
+    /// The source's own jitter (its offsets' scatter), seconds.
+    pub jitter: f64,
     pub stratum: u8,
     pub leap: Leap,
 }
@@ -28,6 +30,8 @@ pub struct Selection {
     /// Indices into the candidates.
     pub truechimers: Vec<usize>,
     pub falsetickers: Vec<usize>,
+    /// Truechimers that the clustering left out of the combination.
+    pub outliers: Vec<usize>,
     /// The index of the system peer.
     pub peer: usize,
     /// Combined offset, seconds.
@@ -67,8 +71,14 @@ pub fn select(
             required: min_sources,
         });
     }
+    let survivors = cluster(candidates, &truechimers);
+    let outliers: Vec<usize> = truechimers
+        .iter()
+        .copied()
+        .filter(|i| !survivors.contains(i))
+        .collect();
     let merit = |i: usize| (candidates[i].stratum, candidates[i].root_distance);
-    let best = *truechimers
+    let best = *survivors
         .iter()
         .min_by(|&&a, &&b| {
             merit(a)
@@ -78,7 +88,7 @@ pub fn select(
         .expect("at least one truechimer");
     let peer = match previous_peer {
         Some(p)
-            if truechimers.contains(&p)
+            if survivors.contains(&p)
                 && candidates[p].stratum <= candidates[best].stratum
                 && candidates[p].root_distance <= 2.0 * candidates[best].root_distance =>
         {
@@ -89,11 +99,11 @@ pub fn select(
     // Combine only sources nearly as good as the best (chrony's
     // combinelimit): an old measurement has a wide interval that no one can
     // call false, but it says little about the present.
-    let shortest = truechimers
+    let shortest = survivors
         .iter()
         .map(|&i| candidates[i].root_distance)
         .fold(f64::INFINITY, f64::min);
-    let combined: Vec<usize> = truechimers
+    let combined: Vec<usize> = survivors
         .iter()
         .copied()
         .filter(|&i| candidates[i].root_distance <= COMBINE_LIMIT * shortest)
@@ -115,6 +125,7 @@ pub fn select(
         leap: majority_leap(candidates, &truechimers),
         truechimers,
         falsetickers,
+        outliers,
         peer,
         offset,
         jitter,
@@ -174,6 +185,43 @@ fn intersection(candidates: &[Candidate]) -> Option<(f64, f64)> {
     None
 }
 
+/// Survivors the clustering keeps at least (RFC 5905 NMIN).
+const CLUSTER_MIN: usize = 3;
+
+/// RFC 5905's cluster algorithm (§11.2.2): while there are more than
+/// [`CLUSTER_MIN`] survivors, drop the one whose offset is furthest from the
+/// others (the largest selection jitter), as long as that scatter is larger
+/// than the smallest jitter of a single source. A server that stepped keeps
+/// an interval wide enough to pass the intersection for a while (its jitter
+/// jumps with the step); this is what keeps it out of the combination.
+fn cluster(candidates: &[Candidate], truechimers: &[usize]) -> Vec<usize> {
+    let mut survivors = truechimers.to_vec();
+    while survivors.len() > CLUSTER_MIN {
+        let selection_jitter = |i: usize| {
+            let sum: f64 = survivors
+                .iter()
+                .map(|&j| (candidates[i].offset - candidates[j].offset).powi(2))
+                .sum();
+            (sum / (survivors.len() - 1) as f64).sqrt()
+        };
+        let (worst, worst_jitter) = survivors.iter().map(|&i| (i, selection_jitter(i))).fold(
+            (usize::MAX, f64::NEG_INFINITY),
+            |a, b| {
+                if b.1 > a.1 { b } else { a }
+            },
+        );
+        let least_jitter = survivors
+            .iter()
+            .map(|&i| candidates[i].jitter)
+            .fold(f64::INFINITY, f64::min);
+        if worst_jitter <= least_jitter {
+            break;
+        }
+        survivors.retain(|&i| i != worst);
+    }
+    survivors
+}
+
 fn majority_leap(candidates: &[Candidate], chosen: &[usize]) -> Leap {
     let count = |leap: Leap| {
         chosen
@@ -195,6 +243,7 @@ mod tests {
         Candidate {
             offset,
             root_distance: distance,
+            jitter: 1e-5,
             stratum: 1,
             leap: Leap::None,
         }
@@ -236,6 +285,30 @@ mod tests {
         let s = select(&cands, 3, None).unwrap();
         assert_eq!(s.truechimers, [0, 1, 2, 3]);
         assert!(s.offset.abs() < 0.0001, "{}", s.offset);
+    }
+
+    #[test]
+    fn clustering_drops_the_one_that_stepped() {
+        // Its jitter jumped with the step and its interval still overlaps
+        // the others' (old, wide) ones: a truechimer, but an outlier.
+        let mut cands = [
+            c(0.0, 0.020),
+            c(0.0002, 0.020),
+            c(-0.0001, 0.020),
+            c(0.0001, 0.020),
+            c(0.050, 0.035),
+        ];
+        for good in &mut cands[..4] {
+            good.jitter = 3e-4;
+        }
+        cands[4].jitter = 0.025;
+        let s = select(&cands, 3, None).unwrap();
+        assert_eq!(s.truechimers.len(), 5);
+        assert_eq!(s.outliers, [4]);
+        assert!(s.offset.abs() < 0.0002, "{}", s.offset);
+        // Never below three survivors.
+        let s = select(&cands[2..], 1, None).unwrap();
+        assert!(s.outliers.is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use crate::clock::MAX_FREQUENCY;
+use crate::clock::{self, Clock, ClockControl, MAX_FREQUENCY};
 use crate::ntp::discipline::ClockCommand;
 use crate::ntp::engine::{EngineSettings, SyncEngine};
 use crate::ntp::packet::{self, Header, Leap, NtpTimestamp, RefId, UnixNanos, mode};
@@ -47,6 +47,60 @@ impl Rng {
 
     pub fn exponential(&mut self, mean: f64) -> f64 {
         -mean * self.uniform().ln()
+    }
+}
+
+/// The simulated local clock: what the engine steers. It implements the
+/// same [`ClockControl`] trait as the system clock.
+#[derive(Clone, Debug)]
+pub struct SimClock {
+    /// True time, simulated seconds.
+    now: f64,
+    /// Local minus true time, seconds.
+    offset: f64,
+    /// The crystal's error, s/s; wanders.
+    frequency_error: f64,
+    /// The frequency correction set by the engine, s/s.
+    frequency: f64,
+    pub steps: u32,
+}
+
+impl SimClock {
+    /// Let `dt` seconds of true time pass.
+    fn advance(&mut self, dt: f64, wander: f64, rng: &mut Rng) {
+        self.offset += (self.frequency_error + self.frequency) * dt;
+        self.frequency_error += wander * dt.sqrt() * rng.normal();
+        self.now += dt;
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> UnixNanos {
+        UnixNanos(((START_UNIX + self.now + self.offset) * 1e9) as i64)
+    }
+}
+
+impl ClockControl for SimClock {
+    fn step(&mut self, offset: f64) -> std::io::Result<()> {
+        self.offset += offset;
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn set_frequency(&mut self, frequency: f64) -> std::io::Result<()> {
+        self.frequency = frequency.clamp(-MAX_FREQUENCY, MAX_FREQUENCY);
+        Ok(())
+    }
+
+    /// The simulator reads the engine's state itself; there is no kernel
+    /// to tell.
+    fn set_sync_status(
+        &mut self,
+        _synchronised: bool,
+        _max_error: f64,
+        _est_error: f64,
+    ) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -121,6 +175,8 @@ pub struct Report {
     pub trace: Vec<(f64, f64, bool, f64)>,
     /// How often each upstream was the system peer at a trace point.
     pub peer_counts: Vec<u32>,
+    /// The leap indicator the server announced at the end.
+    pub leap: Leap,
 }
 
 /// Simulated seconds, totally ordered for the event queue.
@@ -152,10 +208,7 @@ enum Event {
 struct Sim<'a> {
     scenario: &'a Scenario,
     rng: Rng,
-    now: f64,
-    clock_offset: f64,
-    frequency_error: f64,
-    commanded: f64,
+    clock: SimClock,
     engine: SyncEngine,
     queue: BinaryHeap<Reverse<(Time, u64, Event)>>,
     order: u64,
@@ -182,10 +235,13 @@ pub fn run(scenario: &Scenario) -> Report {
     let mut sim = Sim {
         scenario,
         rng: Rng::new(scenario.seed),
-        now: 0.0,
-        clock_offset: scenario.clock.offset,
-        frequency_error: scenario.clock.frequency_error,
-        commanded: scenario.initial_frequency,
+        clock: SimClock {
+            now: 0.0,
+            offset: scenario.clock.offset,
+            frequency_error: scenario.clock.frequency_error,
+            frequency: scenario.initial_frequency,
+            steps: 0,
+        },
         engine,
         queue: BinaryHeap::new(),
         order: 0,
@@ -214,29 +270,18 @@ impl Sim<'_> {
         self.queue.push(Reverse((Time(at), self.order, event)));
     }
 
-    /// The local clock's reading now.
-    fn local(&self) -> UnixNanos {
-        UnixNanos(((START_UNIX + self.now + self.clock_offset) * 1e9) as i64)
-    }
-
     fn advance_to(&mut self, t: f64) {
-        let dt = t - self.now;
+        let dt = t - self.clock.now;
         if dt > 0.0 {
-            self.clock_offset += (self.frequency_error + self.commanded) * dt;
-            self.frequency_error += self.scenario.clock.wander * dt.sqrt() * self.rng.normal();
-            self.now = t;
+            self.clock
+                .advance(dt, self.scenario.clock.wander, &mut self.rng);
         }
     }
 
     fn apply(&mut self, command: Option<ClockCommand>) {
-        let Some(c) = command else {
-            return;
-        };
-        if let Some(step) = c.step {
-            self.clock_offset += step;
-            self.report.steps += 1;
+        if let Some(c) = command {
+            clock::apply(&mut self.clock, c).expect("the simulated clock takes every command");
         }
-        self.commanded = c.frequency.clamp(-MAX_FREQUENCY, MAX_FREQUENCY);
     }
 
     fn run(&mut self) {
@@ -250,7 +295,7 @@ impl Sim<'_> {
                 Event::Reply(i, n) => {
                     if let Some(k) = self.in_flight.iter().position(|(m, _)| *m == n) {
                         let (_, packet) = self.in_flight.swap_remove(k);
-                        let local = self.local();
+                        let local = self.clock.now();
                         let command = self.engine.reply(i, &packet, local).ok().flatten();
                         self.apply(command);
                     }
@@ -266,20 +311,20 @@ impl Sim<'_> {
     }
 
     fn poll(&mut self, i: usize) {
-        let local = self.local();
+        let local = self.clock.now();
         let cookie = self.rng.next_u64();
         let request = self.engine.request(i, local, cookie);
         self.request_number += 1;
         let n = self.request_number;
         self.last_requests[i] = n;
         let interval = self.engine.upstreams[i].source.poll_interval();
-        self.schedule(self.now + interval, Event::Poll(i));
-        self.schedule(self.now + REPLY_TIMEOUT, Event::Timeout(i, n));
+        self.schedule(self.clock.now + interval, Event::Poll(i));
+        self.schedule(self.clock.now + REPLY_TIMEOUT, Event::Timeout(i, n));
 
         let up = &self.scenario.upstreams[i];
         let path = &up.path;
         let blocked = |t: f64| path.outages.iter().any(|&(a, b)| t >= a && t < b);
-        if blocked(self.now) || self.rng.uniform() < path.loss {
+        if blocked(self.clock.now) || self.rng.uniform() < path.loss {
             return;
         }
         let out = path.base_rtt / 2.0 * (1.0 + path.asymmetry) + self.rng.exponential(path.jitter);
@@ -287,7 +332,7 @@ impl Sim<'_> {
         if self.rng.uniform() < path.loss {
             return;
         }
-        let arrive = self.now + out;
+        let arrive = self.clock.now + out;
         let server_offset = up
             .steps
             .iter()
@@ -322,7 +367,7 @@ impl Sim<'_> {
         }
         .encode(&mut reply);
         let reply_at = arrive + processing + back;
-        if !blocked(arrive) && reply_at - self.now < REPLY_TIMEOUT {
+        if !blocked(arrive) && reply_at - self.clock.now < REPLY_TIMEOUT {
             self.in_flight.push((n, reply));
             self.schedule(reply_at, Event::Reply(i, n));
         }
@@ -330,34 +375,40 @@ impl Sim<'_> {
 
     fn sample(&mut self) {
         // Every second at first (to time the start), then every 16 s.
-        let next = if self.now < 120.0 { 1.0 } else { 16.0 };
-        let local = self.local();
+        let next = if self.clock.now < 120.0 { 1.0 } else { 16.0 };
+        let local = self.clock.now();
         let tick = self.engine.tick(local);
         self.apply(tick);
         let state = self.engine.system_state(local);
         let synced = state.leap != Leap::Unsynchronised;
         if synced && self.report.time_to_sync.is_none() {
-            self.report.time_to_sync = Some(self.now);
+            self.report.time_to_sync = Some(self.clock.now);
         }
-        let error = self.clock_offset;
-        self.report
-            .trace
-            .push((self.now, error, synced, state.root_dispersion_at(local)));
+        let error = self.clock.offset;
+        self.report.trace.push((
+            self.clock.now,
+            error,
+            synced,
+            state.root_dispersion_at(local),
+        ));
         if let Some(p) = self.engine.peer() {
             self.report.peer_counts[p] += 1;
         }
-        if self.now >= self.scenario.warmup && next == 16.0 {
+        if self.clock.now >= self.scenario.warmup && next == 16.0 {
             self.squares += error * error;
             self.counted += 1;
             self.report.max = self.report.max.max(error.abs());
         }
-        self.schedule(self.now + next, Event::Sample);
+        self.schedule(self.clock.now + next, Event::Sample);
     }
 
     fn finish(mut self) -> Report {
         self.report.rms = (self.squares / f64::from(self.counted.max(1))).sqrt();
         // The compensation that would cancel the crystal's error exactly.
-        self.report.frequency_error = self.engine.discipline().frequency() + self.frequency_error;
+        self.report.frequency_error =
+            self.engine.discipline().frequency() + self.clock.frequency_error;
+        self.report.steps = self.clock.steps;
+        self.report.leap = self.engine.system_state(self.clock.now()).leap;
         self.report
     }
 }
