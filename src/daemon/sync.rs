@@ -375,3 +375,25 @@ pub fn log_sources(shared: &Shared) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_file_round_trip_and_bad_content() {
+        let dir = std::env::temp_dir().join(format!("ntpgate-drift-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("drift");
+        assert_eq!(read_drift(Some(&path)), 0.0, "no file yet");
+        write_drift(&path, -12.3456e-6).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "-12.3456\n");
+        assert!((read_drift(Some(&path)) + 12.3456e-6).abs() < 1e-12);
+        std::fs::write(&path, "garbage\n").unwrap();
+        assert_eq!(read_drift(Some(&path)), 0.0);
+        std::fs::write(&path, "900\n").unwrap();
+        assert_eq!(read_drift(Some(&path)), 0.0, "beyond what the kernel takes");
+        assert_eq!(read_drift(None), 0.0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
