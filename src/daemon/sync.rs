@@ -19,6 +19,7 @@ use crate::config::{self, SyncConfig};
 use crate::ntp::discipline::{ClockCommand, DisciplineSettings};
 use crate::ntp::engine::{EngineSettings, SyncEngine, UpstreamStatus};
 use crate::ntp::packet::UnixNanos;
+use crate::ntp::select::NoSelection;
 use crate::ntp::server::SystemState;
 use crate::ntp::source::{REPLY_TIMEOUT, Reject};
 use crate::{info, notice, warning};
@@ -352,6 +353,13 @@ pub fn log_sources(shared: &Shared) {
         state.root_delay,
         state.root_dispersion_at(now)
     );
+    match e.last_failure {
+        Some(NoSelection::NoMajority) => notice!("sync: no majority of the upstreams agree"),
+        Some(NoSelection::TooFew { agreeing, required }) => {
+            notice!("sync: {agreeing} upstream(s) agree, {required} needed")
+        }
+        None => {}
+    }
     for u in &e.upstreams {
         let status = match u.status {
             UpstreamStatus::Selected => "selected",

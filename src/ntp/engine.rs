@@ -203,7 +203,8 @@ impl SyncEngine {
         let command = self.discipline.update(now, selection.offset);
         self.holding = false;
         if command.step.is_some() {
-            // The samples measured before the step are stale by the step.
+            // Start the filters afresh after a step (a burst refills them
+            // within seconds), as ntpd clears its associations.
             for u in &mut self.upstreams {
                 u.source.clear_filter();
                 u.source.rearm_burst();
