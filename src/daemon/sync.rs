@@ -354,9 +354,9 @@ pub fn log_sources(shared: &Shared) {
         state.root_dispersion_at(now)
     );
     match e.last_failure {
-        Some(NoSelection::NoMajority) => notice!("sync: no majority of the upstreams agree"),
+        Some(NoSelection::NoMajority) => notice!("selection: no majority of the upstreams agree"),
         Some(NoSelection::TooFew { agreeing, required }) => {
-            notice!("sync: {agreeing} upstream(s) agree, {required} needed")
+            notice!("selection: {agreeing} upstream(s) agree, {required} needed")
         }
         None => {}
     }
