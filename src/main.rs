@@ -1,5 +1,6 @@
 //! The `ntpgate` command line.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -105,8 +106,10 @@ fn main() -> ExitCode {
 
 fn check(path: &std::path::Path) -> i32 {
     let loaded = config::load(path);
+    let mut out = std::io::stdout().lock();
+    // Write errors (a closed pipe) are ignored: the exit status tells.
     for d in &loaded.diagnostics {
-        println!("{d}");
+        let _ = writeln!(out, "{d}");
     }
     let errors = loaded.errors().count();
     let warnings = loaded
@@ -115,13 +118,14 @@ fn check(path: &std::path::Path) -> i32 {
         .filter(|d| d.severity == Severity::Warning)
         .count();
     if errors > 0 {
-        println!(
+        let _ = writeln!(
+            out,
             "{}: {errors} error(s), {warnings} warning(s): the daemon would refuse this file",
             path.display()
         );
         1
     } else {
-        println!("{}: OK ({warnings} warning(s))", path.display());
+        let _ = writeln!(out, "{}: OK ({warnings} warning(s))", path.display());
         0
     }
 }

@@ -2,6 +2,7 @@
 //! The IO shell around [`ntp::client`](crate::ntp::client).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
@@ -120,7 +121,8 @@ pub fn run(target: &str, timeout: Duration) -> i32 {
     for server in addrs {
         match exchange(server, timeout) {
             Ok((sample, received)) => {
-                println!("{}", describe(server, &sample, received));
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = writeln!(std::io::stdout(), "{}", describe(server, &sample, received));
                 if sample.reply.leap == Leap::Unsynchronised {
                     eprintln!(
                         "ntpgate query: {server} is not synchronised (leap 3): do not use its time"
