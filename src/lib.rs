@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod firewall;
 pub mod log;
 pub mod net;
 pub mod ntp;

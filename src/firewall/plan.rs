@@ -1,0 +1,354 @@
+//! Which addresses should have a pinhole, and why the others do not: a
+//! pure function of the config, the state of the LAN and the health checks.
+//! The firewall shell makes nftables match its result, on every event and
+//! on a timer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv6Addr;
+
+use crate::config::pinhole::{Pinhole, Target, is_global};
+use crate::net;
+
+/// One of the router's own addresses on a LAN device, which tells the
+/// prefix the LAN hosts use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LanAddress {
+    pub address: Ipv6Addr,
+    pub prefix_len: u8,
+    /// Privacy addresses come and go; deprecated ones belong to a prefix
+    /// on its way out (after a re-delegation). Neither marks a prefix to
+    /// open holes in.
+    pub temporary: bool,
+    pub deprecated: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    pub address: Ipv6Addr,
+    pub mac: [u8; 6],
+}
+
+/// What netwatch knows about one LAN.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LanState {
+    pub device: String,
+    pub up: bool,
+    pub addresses: Vec<LanAddress>,
+    pub neighbours: Vec<Neighbour>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Not checked yet.
+    Unknown,
+    Good,
+    Bad(String),
+}
+
+/// A pinhole's state, for the status and the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinholeState {
+    pub name: String,
+    pub addresses: Vec<Ipv6Addr>,
+    pub open: bool,
+    /// Why it is closed, or what it opens.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Every address that should have a hole.
+    pub holes: BTreeSet<Ipv6Addr>,
+    pub pinholes: Vec<PinholeState>,
+}
+
+/// The usable LAN prefixes (network, length) of a device.
+fn prefixes(lan: &LanState) -> Vec<(Ipv6Addr, u8)> {
+    let mut out: Vec<(Ipv6Addr, u8)> = lan
+        .addresses
+        .iter()
+        .filter(|a| !a.temporary && !a.deprecated && is_global(a.address) && a.prefix_len <= 64)
+        .filter_map(|a| match net::mask(a.address.into(), a.prefix_len) {
+            std::net::IpAddr::V6(n) => Some((n, a.prefix_len)),
+            std::net::IpAddr::V4(_) => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The modified EUI-64 interface identifier of a MAC (RFC 4291 appendix A).
+pub fn eui64(mac: [u8; 6]) -> u64 {
+    u64::from_be_bytes([
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ])
+}
+
+fn with_suffix(network: Ipv6Addr, suffix: u64) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(network) | u128::from(suffix))
+}
+
+/// The addresses a pinhole's host has now.
+fn addresses(p: &Pinhole, lan: &LanState) -> Vec<Ipv6Addr> {
+    let prefixes = prefixes(lan);
+    let mut out: Vec<Ipv6Addr> = match p.target {
+        Target::Suffix(s) => prefixes
+            .iter()
+            .map(|&(n, _)| with_suffix(n, u128::from(s) as u64))
+            .collect(),
+        Target::Mac(mac) => {
+            let mut a: Vec<Ipv6Addr> = prefixes
+                .iter()
+                .map(|&(n, _)| with_suffix(n, eui64(mac)))
+                .collect();
+            // Its other addresses, where they are in a current prefix (an
+            // address from an old prefix may belong to someone else now).
+            a.extend(
+                lan.neighbours
+                    .iter()
+                    .filter(|nb| nb.mac == mac && is_global(nb.address))
+                    .filter(|nb| in_prefixes(nb.address, &prefixes))
+                    .map(|nb| nb.address),
+            );
+            a
+        }
+        Target::Address(a) => [a]
+            .into_iter()
+            .filter(|&a| in_prefixes(a, &prefixes))
+            .collect(),
+    };
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn in_prefixes(a: Ipv6Addr, prefixes: &[(Ipv6Addr, u8)]) -> bool {
+    prefixes
+        .iter()
+        .any(|&(n, len)| net::mask(a.into(), len) == std::net::IpAddr::V6(n))
+}
+
+/// The plan. `lans` maps a pinhole's interface (or device, when it names
+/// one) to its state; `health` holds the checks' results by pinhole name.
+pub fn plan(
+    pinholes: &[Pinhole],
+    lans: &HashMap<String, LanState>,
+    health: &HashMap<String, Health>,
+) -> Plan {
+    let mut result = Plan::default();
+    for p in pinholes {
+        let key = p.device.as_deref().unwrap_or(&p.interface);
+        let (addresses, open, reason) = match lans.get(key) {
+            _ if !p.enabled => (Vec::new(), false, "disabled".to_string()),
+            None => (Vec::new(), false, format!("interface {key} not found")),
+            Some(lan) if !lan.up => (Vec::new(), false, format!("{} is down", lan.device)),
+            Some(lan) => {
+                let addrs = addresses(p, lan);
+                let checked = health.get(&p.name).cloned().unwrap_or(Health::Unknown);
+                if addrs.is_empty() {
+                    let why = match p.target {
+                        Target::Address(a) => {
+                            format!("{a} is in none of {}'s prefixes", lan.device)
+                        }
+                        _ if prefixes(lan).is_empty() => {
+                            format!("no global prefix on {}", lan.device)
+                        }
+                        _ => "host not seen on the LAN".to_string(),
+                    };
+                    (addrs, false, why)
+                } else if p.health_check && checked != Health::Good {
+                    let why = match checked {
+                        Health::Bad(why) => format!("health check failed: {why}"),
+                        _ => "waiting for the first health check".to_string(),
+                    };
+                    (addrs, false, why)
+                } else {
+                    (addrs, true, "open".to_string())
+                }
+            }
+        };
+        if open {
+            result.holes.extend(addresses.iter().copied());
+        }
+        result.pinholes.push(PinholeState {
+            name: p.name.clone(),
+            addresses,
+            open,
+            reason,
+        });
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pinhole(name: &str, target: Target) -> Pinhole {
+        Pinhole {
+            name: name.into(),
+            enabled: true,
+            interface: "lan".into(),
+            device: None,
+            target,
+            health_check: false,
+            limit_pps: None,
+        }
+    }
+
+    fn ip(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn lan(router_addresses: &[(&str, bool, bool)]) -> HashMap<String, LanState> {
+        let state = LanState {
+            device: "br-lan".into(),
+            up: true,
+            addresses: router_addresses
+                .iter()
+                .map(|&(a, temporary, deprecated)| LanAddress {
+                    address: ip(a),
+                    prefix_len: 64,
+                    temporary,
+                    deprecated,
+                })
+                .collect(),
+            neighbours: vec![
+                Neighbour {
+                    address: ip("2001:db8:1:0:aaaa::1"),
+                    mac: [2, 0, 0, 0, 0, 7],
+                },
+                Neighbour {
+                    address: ip("2001:db8:9:0:bbbb::1"),
+                    mac: [2, 0, 0, 0, 0, 7],
+                },
+                Neighbour {
+                    address: ip("fe80::7"),
+                    mac: [2, 0, 0, 0, 0, 7],
+                },
+            ],
+        };
+        HashMap::from([("lan".to_string(), state)])
+    }
+
+    #[test]
+    fn suffix_follows_the_prefix() {
+        let p = [pinhole("nas", Target::Suffix(ip("::50")))];
+        let before = plan(
+            &p,
+            &lan(&[("2001:db8:1::1", false, false)]),
+            &HashMap::new(),
+        );
+        assert_eq!(before.holes, BTreeSet::from([ip("2001:db8:1::50")]));
+        // Re-delegation: the new prefix arrives, the old one is deprecated.
+        let during = plan(
+            &p,
+            &lan(&[
+                ("2001:db8:1::1", false, true),
+                ("2001:db8:2::1", false, false),
+            ]),
+            &HashMap::new(),
+        );
+        assert_eq!(
+            during.holes,
+            BTreeSet::from([ip("2001:db8:2::50")]),
+            "the old address loses its hole"
+        );
+        // Privacy addresses, ULAs and link-locals do not mark a prefix.
+        let odd = plan(
+            &p,
+            &lan(&[("2001:db8:3::1234", true, false), ("fd00::1", false, false)]),
+            &HashMap::new(),
+        );
+        assert!(odd.holes.is_empty());
+        assert_eq!(odd.pinholes[0].reason, "no global prefix on br-lan");
+    }
+
+    #[test]
+    fn mac_gives_eui64_and_current_neighbour_addresses() {
+        assert_eq!(
+            eui64([0x00, 0x11, 0x22, 0x33, 0x44, 0x55]),
+            0x0211_22ff_fe33_4455
+        );
+        let p = [pinhole("pc", Target::Mac([2, 0, 0, 0, 0, 7]))];
+        let r = plan(
+            &p,
+            &lan(&[("2001:db8:1::1", false, false)]),
+            &HashMap::new(),
+        );
+        // EUI-64 under the prefix, and the neighbour address in the prefix;
+        // not the one from another prefix, not the link-local.
+        assert_eq!(
+            r.holes,
+            BTreeSet::from([ip("2001:db8:1::ff:fe00:7"), ip("2001:db8:1:0:aaaa::1")])
+        );
+    }
+
+    #[test]
+    fn fixed_address_only_inside_a_current_prefix() {
+        let p = [pinhole("fixed", Target::Address(ip("2001:db8:1::99")))];
+        assert_eq!(
+            plan(
+                &p,
+                &lan(&[("2001:db8:1::1", false, false)]),
+                &HashMap::new()
+            )
+            .holes
+            .len(),
+            1
+        );
+        let r = plan(
+            &p,
+            &lan(&[("2001:db8:2::1", false, false)]),
+            &HashMap::new(),
+        );
+        assert!(r.holes.is_empty());
+        assert_eq!(
+            r.pinholes[0].reason,
+            "2001:db8:1::99 is in none of br-lan's prefixes"
+        );
+    }
+
+    #[test]
+    fn health_disabled_down_and_unknown() {
+        let mut checked = pinhole("nas", Target::Suffix(ip("::50")));
+        checked.health_check = true;
+        let mut off = pinhole("off", Target::Suffix(ip("::51")));
+        off.enabled = false;
+        let mut elsewhere = pinhole("guest", Target::Suffix(ip("::52")));
+        elsewhere.interface = "guest".into();
+        let p = [checked, off, elsewhere];
+        let lans = lan(&[("2001:db8:1::1", false, false)]);
+        let r = plan(&p, &lans, &HashMap::new());
+        assert!(r.holes.is_empty());
+        let reasons: Vec<&str> = r.pinholes.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "waiting for the first health check",
+                "disabled",
+                "interface guest not found"
+            ]
+        );
+        let good = HashMap::from([("nas".to_string(), Health::Good)]);
+        assert_eq!(
+            plan(&p, &lans, &good).holes,
+            BTreeSet::from([ip("2001:db8:1::50")])
+        );
+        let bad = HashMap::from([("nas".to_string(), Health::Bad("leap 3".into()))]);
+        let r = plan(&p, &lans, &bad);
+        assert!(r.holes.is_empty());
+        assert_eq!(r.pinholes[0].reason, "health check failed: leap 3");
+        let mut down = lans.clone();
+        down.get_mut("lan").unwrap().up = false;
+        assert_eq!(plan(&p, &down, &good).pinholes[0].reason, "br-lan is down");
+    }
+}
