@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod firewall;
 pub mod log;
 pub mod net;
+pub mod netwatch;
 pub mod ntp;
 pub mod query;
 pub mod sim;

@@ -34,6 +34,11 @@ pub struct ServerConfig {
     pub local_stratum: Option<u8>,
     pub access: AccessPolicy,
     pub sync: SyncConfig,
+    /// Open UDP `port` of the router itself to the WAN (fw4's input_wan).
+    pub serve_wan: bool,
+    /// Seconds a pinhole element lives unless refreshed: the holes close
+    /// this long after the daemon dies.
+    pub pinhole_timeout: u32,
 }
 
 /// The sync engine's part of the config.
@@ -109,6 +114,8 @@ impl Default for ServerConfig {
                 ..AccessPolicy::default()
             },
             sync: SyncConfig::default(),
+            serve_wan: false,
+            pinhole_timeout: 60,
         }
     }
 }
@@ -234,7 +241,7 @@ impl Report<'_> {
 }
 
 /// Options of later features: known names, accepted, but not acted on yet.
-const NOT_YET_USED: &[&str] = &["serve_wan", "ubus_socket"];
+const NOT_YET_USED: &[&str] = &["ubus_socket"];
 
 const LIST_OPTIONS: &[&str] = &["listen", "allow", "deny", "upstream"];
 
@@ -254,6 +261,7 @@ const SINGLE_OPTIONS: &[&str] = &[
     "driftfile",
     "max_distance",
     "serve_wan",
+    "pinhole_timeout",
     "ubus_socket",
 ];
 
@@ -319,13 +327,6 @@ fn pinholes(sections: &[&Section], report: &mut Report<'_>) -> Vec<pinhole::Pinh
         }
     }
     pinhole::check_duplicates(&found, report);
-    if let Some((_, line)) = found.first() {
-        report.warning(
-            *line,
-            "pinhole sections are checked, but this version does not open them in the firewall yet"
-                .into(),
-        );
-    }
     found.into_iter().map(|(p, _)| p).collect()
 }
 
@@ -526,6 +527,12 @@ fn server_config(options: &[Resolved], report: &mut Report<'_>) -> ServerConfig 
                     parse_seconds(value, 0.001, 16.0),
                     &mut cfg.sync.max_distance,
                 );
+            }
+            "serve_wan" => {
+                set(report, line, name, parse_bool(value), &mut cfg.serve_wan);
+            }
+            "pinhole_timeout" => {
+                set(report, line, name, parse_range::<u32>(value, 3, 3600), &mut cfg.pinhole_timeout);
             }
             "allow" => cfg.access.allow = cidrs(opt, report),
             "deny" => cfg.access.deny = cidrs(opt, report),
@@ -869,7 +876,7 @@ mod tests {
         assert_eq!(cfg.server.local_stratum, Some(3));
         assert_eq!(cfg.server.port, 2);
         let m = messages(&l);
-        assert_eq!(m.len(), 5, "{m:#?}");
+        assert_eq!(m.len(), 4, "{m:#?}");
         assert!(m[0].starts_with("t:2: warning: local_stratum serves"));
         assert!(m[0].contains("pool server must never"));
         assert!(m[1].contains("t:4: warning: option 'port' set again (first on line 3)"));
@@ -880,12 +887,6 @@ mod tests {
         assert!(m[3].contains(
             "t:6: warning: deny: '192.0.2.1/24' has host bits set; it means 192.0.2.0/24"
         ));
-        assert!(
-            m[4].contains(
-                "t:7: warning: pinhole sections are checked, but this version does not open them"
-            ),
-            "{m:#?}"
-        );
     }
 
     #[test]

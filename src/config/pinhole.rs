@@ -44,6 +44,8 @@ pub struct Pinhole {
     pub health_check: bool,
     /// Packets per second per WAN source, at the firewall.
     pub limit_pps: Option<u32>,
+    /// Seconds between health checks.
+    pub health_interval: u32,
 }
 
 /// The host part of a LAN prefix is 64 bits: a suffix must fit in it.
@@ -63,6 +65,7 @@ pub(super) fn pinhole(
         target: Target::Address(Ipv6Addr::UNSPECIFIED),
         health_check: false,
         limit_pps: None,
+        health_interval: 60,
     };
     let mut targets: Vec<(Target, usize)> = Vec::new();
     let mut ok = true;
@@ -108,6 +111,10 @@ pub(super) fn pinhole(
             },
             "health_check" => match parse_bool(value) {
                 Ok(v) => p.health_check = v,
+                Err(e) => bad(e),
+            },
+            "health_interval" => match parse_range::<u32>(value, 1, 3600) {
+                Ok(n) => p.health_interval = n,
                 Err(e) => bad(e),
             },
             "limit_pps" => match parse_range::<u32>(value, 1, 1_000_000) {

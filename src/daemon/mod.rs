@@ -4,6 +4,7 @@
 //! and handles signals: SIGTERM/SIGINT stop, SIGHUP reloads the config,
 //! SIGUSR1 logs the counters and the sync state.
 
+mod firewall;
 mod sync;
 pub mod udp;
 
@@ -68,6 +69,7 @@ struct Shared {
     /// `local_stratum`, 0 when not set.
     local_stratum: AtomicU8,
     clock_control: AtomicBool,
+    firewall: firewall::FirewallState,
 }
 
 impl Shared {
@@ -150,6 +152,7 @@ struct Running {
     config: Config,
     sockets: Vec<JoinHandle<()>>,
     sync: Vec<JoinHandle<()>>,
+    firewall: Vec<JoinHandle<()>>,
 }
 
 async fn serve(source: ConfigSource, config: Config) -> i32 {
@@ -170,12 +173,14 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         epoch: Instant::now(),
         local_stratum: AtomicU8::new(0),
         clock_control: AtomicBool::new(false),
+        firewall: firewall::FirewallState::default(),
     });
     shared.set_policy(&config);
     log_sync_setup(&config);
     let mut running = Running {
         sockets: Vec::new(),
         sync: Vec::new(),
+        firewall: Vec::new(),
         config,
     };
     if let Err(e) = start_sockets(&mut running, &shared) {
@@ -183,6 +188,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         return 1;
     }
     running.sync = sync::start(&running.config.server.sync, &shared);
+    running.firewall = firewall::start(&running.config, &shared);
 
     let signals = (
         signal(SignalKind::terminate()),
@@ -207,6 +213,10 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
     }
     stop_tasks(&mut running.sockets).await;
     stop_tasks(&mut running.sync).await;
+    if !running.firewall.is_empty() {
+        stop_tasks(&mut running.firewall).await;
+        firewall::close_all().await;
+    }
     notice!("counters: {}", *lock(&shared.counters));
     notice!("stopped");
     0
@@ -325,6 +335,22 @@ async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Share
         *lock(&shared.engine) = sync::new_engine(&running.config.server.sync, frequency);
         log_sync_setup(&running.config);
         running.sync = sync::start(&running.config.server.sync, shared);
+    }
+    let firewall_changed = old.pinholes != running.config.pinholes
+        || (old.server.serve_wan, old.server.port, old.server.pinhole_timeout, old.server.enabled)
+            != (
+                running.config.server.serve_wan,
+                running.config.server.port,
+                running.config.server.pinhole_timeout,
+                running.config.server.enabled,
+            );
+    if firewall_changed {
+        let had = !running.firewall.is_empty();
+        stop_tasks(&mut running.firewall).await;
+        running.firewall = firewall::start(&running.config, shared);
+        if had && running.firewall.is_empty() {
+            firewall::close_all().await;
+        }
     }
     notice!("reload: configuration applied");
 }

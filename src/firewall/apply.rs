@@ -88,13 +88,16 @@ pub fn parse_set(json: &str) -> Result<Vec<(String, Counters)>, Error> {
 }
 
 async fn list_set(table: &str, set: &str) -> Result<Option<Vec<(String, Counters)>>, Error> {
-    let args = ["-j", "list", "set", "inet", table, set];
-    match helper::get_current_ruleset_raw_async(None::<&str>, args.iter().copied()).await {
-        Ok(json) => parse_set(&json).map(Some),
-        // No such table or set: nothing of ours is there (nft fails).
-        Err(helper::NftablesError::NftFailed { .. }) => Ok(None),
-        Err(e) => Err(Error(format!("nft: {e}"))),
+    let out = tokio::process::Command::new("nft")
+        .args(["-j", "list", "set", "inet", table, set])
+        .output()
+        .await
+        .map_err(|e| Error(format!("cannot run nft: {e}")))?;
+    if !out.status.success() {
+        // No such table or set: nothing of ours is there.
+        return Ok(None);
     }
+    parse_set(&String::from_utf8_lossy(&out.stdout)).map(Some)
 }
 
 /// Read both sets. `None` when they do not exist.

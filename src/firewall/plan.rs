@@ -201,6 +201,7 @@ mod tests {
             target,
             health_check: false,
             limit_pps: None,
+            health_interval: 60,
         }
     }
 
