@@ -532,7 +532,13 @@ fn server_config(options: &[Resolved], report: &mut Report<'_>) -> ServerConfig 
                 set(report, line, name, parse_bool(value), &mut cfg.serve_wan);
             }
             "pinhole_timeout" => {
-                set(report, line, name, parse_range::<u32>(value, 3, 3600), &mut cfg.pinhole_timeout);
+                set(
+                    report,
+                    line,
+                    name,
+                    parse_range::<u32>(value, 3, 3600),
+                    &mut cfg.pinhole_timeout,
+                );
             }
             "allow" => cfg.access.allow = cidrs(opt, report),
             "deny" => cfg.access.deny = cidrs(opt, report),

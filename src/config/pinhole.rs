@@ -118,7 +118,16 @@ pub(super) fn pinhole(
                 Err(e) => bad(e),
             },
             "limit_pps" => match parse_range::<u32>(value, 1, 1_000_000) {
-                Ok(n) => p.limit_pps = Some(n),
+                Ok(n) => {
+                    p.limit_pps = Some(n);
+                    report.warning(
+                        at,
+                        format!(
+                            "pinhole '{}': limit_pps is not applied by this version yet",
+                            p.name
+                        ),
+                    );
+                }
                 Err(e) => bad(e),
             },
             other => {

@@ -50,7 +50,9 @@ pub fn start(config: &Config, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         tasks.push(tokio::spawn(async move { health_task(p, shared).await }));
     }
     let shared = Arc::clone(shared);
-    tasks.push(tokio::spawn(async move { reconcile_task(pinholes, router, timeout, shared).await }));
+    tasks.push(tokio::spawn(async move {
+        reconcile_task(pinholes, router, timeout, shared).await
+    }));
     tasks
 }
 
@@ -66,7 +68,9 @@ fn router_ports(config: &Config) -> BTreeSet<u16> {
 /// The device a pinhole's host is on: its `device`, else OpenWrt's bridge
 /// for the interface (`lan` is `br-lan`) until netifd is asked over ubus.
 fn device_of(p: &Pinhole) -> String {
-    p.device.clone().unwrap_or_else(|| format!("br-{}", p.interface))
+    p.device
+        .clone()
+        .unwrap_or_else(|| format!("br-{}", p.interface))
 }
 
 fn lan_states(pinholes: &[Pinhole], snapshot: &Snapshot) -> HashMap<String, LanState> {
@@ -111,7 +115,9 @@ fn lan_states(pinholes: &[Pinhole], snapshot: &Snapshot) -> HashMap<String, LanS
 fn log_changes(before: &[PinholeState], after: &[PinholeState]) {
     for p in after {
         let old = before.iter().find(|b| b.name == p.name);
-        if old.is_some_and(|o| o.open == p.open && o.addresses == p.addresses && o.reason == p.reason) {
+        if old
+            .is_some_and(|o| o.open == p.open && o.addresses == p.addresses && o.reason == p.reason)
+        {
             continue;
         }
         let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
@@ -123,7 +129,12 @@ fn log_changes(before: &[PinholeState], after: &[PinholeState]) {
     }
 }
 
-async fn reconcile_task(pinholes: Vec<Pinhole>, router: BTreeSet<u16>, timeout: u32, shared: Arc<Shared>) {
+async fn reconcile_task(
+    pinholes: Vec<Pinhole>,
+    router: BTreeSet<u16>,
+    timeout: u32,
+    shared: Arc<Shared>,
+) {
     let names = SetNames::default();
     let (connection, handle, mut events) = match netwatch::subscribe() {
         Ok(c) => c,
@@ -183,10 +194,20 @@ async fn reconcile_task(pinholes: Vec<Pinhole>, router: BTreeSet<u16>, timeout: 
             info!("pinholes: sets found again");
             sets_missing = false;
         }
-        let stale = refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(u64::from(timeout / 3)));
-        let differs = current.lan.keys().copied().collect::<BTreeSet<_>>() != planned.holes || current.router != router;
+        let stale =
+            refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(u64::from(timeout / 3)));
+        let differs = current.lan.keys().copied().collect::<BTreeSet<_>>() != planned.holes
+            || current.router != router;
         if stale || differs {
-            match apply::apply(apply::batch(&names, &current, &planned.holes, &router, timeout)).await {
+            match apply::apply(apply::batch(
+                &names,
+                &current,
+                &planned.holes,
+                &router,
+                timeout,
+            ))
+            .await
+            {
                 Ok(()) => refreshed = Some(Instant::now()),
                 Err(e) => warning!("pinholes: {e}"),
             }
@@ -225,12 +246,18 @@ async fn health_task(pinhole: Pinhole, shared: Arc<Shared>) {
             continue;
         };
         let target = SocketAddr::new(address.into(), 123);
-        let result = tokio::task::spawn_blocking(move || crate::query::exchange(target, Duration::from_secs(2))).await;
+        let result = tokio::task::spawn_blocking(move || {
+            crate::query::exchange(target, Duration::from_secs(2))
+        })
+        .await;
         let health = match result {
             Ok(Ok((sample, _))) => {
                 let r = sample.reply;
                 if r.leap == Leap::Unsynchronised || r.stratum == 0 || r.stratum >= STRATUM_UNSYNC {
-                    Health::Bad(format!("{address} is not synchronised (leap {}, stratum {})", r.leap as u8, r.stratum))
+                    Health::Bad(format!(
+                        "{address} is not synchronised (leap {}, stratum {})",
+                        r.leap as u8, r.stratum
+                    ))
                 } else {
                     Health::Good
                 }
@@ -238,7 +265,8 @@ async fn health_task(pinhole: Pinhole, shared: Arc<Shared>) {
             Ok(Err(e)) => Health::Bad(e),
             Err(e) => Health::Bad(e.to_string()),
         };
-        let changed = lock(&shared.firewall.health).insert(pinhole.name.clone(), health.clone()) != Some(health);
+        let changed = lock(&shared.firewall.health).insert(pinhole.name.clone(), health.clone())
+            != Some(health);
         if changed {
             shared.firewall.wake.notify_one();
         }

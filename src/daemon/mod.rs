@@ -337,13 +337,17 @@ async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Share
         running.sync = sync::start(&running.config.server.sync, shared);
     }
     let firewall_changed = old.pinholes != running.config.pinholes
-        || (old.server.serve_wan, old.server.port, old.server.pinhole_timeout, old.server.enabled)
-            != (
-                running.config.server.serve_wan,
-                running.config.server.port,
-                running.config.server.pinhole_timeout,
-                running.config.server.enabled,
-            );
+        || (
+            old.server.serve_wan,
+            old.server.port,
+            old.server.pinhole_timeout,
+            old.server.enabled,
+        ) != (
+            running.config.server.serve_wan,
+            running.config.server.port,
+            running.config.server.pinhole_timeout,
+            running.config.server.enabled,
+        );
     if firewall_changed {
         let had = !running.firewall.is_empty();
         stop_tasks(&mut running.firewall).await;

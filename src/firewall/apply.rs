@@ -1,5 +1,5 @@
-//! Make the nftables sets match the plan, with the `nftables` crate (which
-//! drives `nft -j`). Only our own set elements are touched: never a table,
+//! Make the nftables sets match the plan: read them with `nft -j list set`,
+//! write batches built with the `nftables` crate (`nft -j -f -`). Only our own set elements are touched: never a table,
 //! chain, rule or another set.
 //!
 //! Every element carries a timeout and is refreshed well before it ends
@@ -61,7 +61,8 @@ impl fmt::Display for Error {
 
 /// Parse `nft -j list set` output: the elements and their counters.
 pub fn parse_set(json: &str) -> Result<Vec<(String, Counters)>, Error> {
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| Error(format!("nft output: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| Error(format!("nft output: {e}")))?;
     let objects = v["nftables"]
         .as_array()
         .ok_or_else(|| Error("nft output without \"nftables\"".into()))?;
@@ -113,11 +114,19 @@ pub async fn read(names: &SetNames) -> Result<Option<Current>, Error> {
             .into_iter()
             .filter_map(|(a, c)| a.parse::<Ipv6Addr>().ok().map(|a| (a, c)))
             .collect(),
-        router: router.into_iter().filter_map(|(p, _)| p.parse().ok()).collect(),
+        router: router
+            .into_iter()
+            .filter_map(|(p, _)| p.parse().ok())
+            .collect(),
     }))
 }
 
-fn element<'a>(names: &'a SetNames, set: &'a str, val: Expression<'a>, timeout: Option<u32>) -> NfListObject<'a> {
+fn element<'a>(
+    names: &'a SetNames,
+    set: &'a str,
+    val: Expression<'a>,
+    timeout: Option<u32>,
+) -> NfListObject<'a> {
     let elem = match timeout {
         Some(t) => Expression::Named(NamedExpression::Elem(Elem {
             val: Box::new(val),
@@ -154,13 +163,23 @@ pub fn batch<'a>(
         b.delete(element(names, &names.lan_set, address(*a), None));
     }
     for p in &current.router {
-        b.delete(element(names, &names.router_set, Expression::Number(u32::from(*p)), None));
+        b.delete(element(
+            names,
+            &names.router_set,
+            Expression::Number(u32::from(*p)),
+            None,
+        ));
     }
     for a in desired_lan {
         b.add(element(names, &names.lan_set, address(*a), Some(timeout)));
     }
     for p in desired_router {
-        b.add(element(names, &names.router_set, Expression::Number(u32::from(*p)), Some(timeout)));
+        b.add(element(
+            names,
+            &names.router_set,
+            Expression::Number(u32::from(*p)),
+            Some(timeout),
+        ));
     }
     b
 }
@@ -170,7 +189,9 @@ pub async fn apply(batch: Batch<'_>) -> Result<(), Error> {
     if nft.objects.is_empty() {
         return Ok(());
     }
-    helper::apply_ruleset_async(&nft).await.map_err(|e| Error(format!("nft: {e}")))
+    helper::apply_ruleset_async(&nft)
+        .await
+        .map_err(|e| Error(format!("nft: {e}")))
 }
 
 #[cfg(test)]
@@ -183,7 +204,13 @@ mod tests {
         let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"set": {"family": "inet", "name": "ntpgate_lan6", "table": "fw4", "type": "ipv6_addr", "handle": 40, "comment": "ntpgate", "flags": ["timeout"], "elem": [{"elem": {"val": "2001:db8::50", "timeout": 60, "expires": 59, "counter": {"packets": 3, "bytes": 288}}}], "stmt": [{"counter": null}]}}]}"#;
         assert_eq!(
             parse_set(json).unwrap(),
-            [("2001:db8::50".to_string(), Counters { packets: 3, bytes: 288 })]
+            [(
+                "2001:db8::50".to_string(),
+                Counters {
+                    packets: 3,
+                    bytes: 288
+                }
+            )]
         );
         let empty = r#"{"nftables": [{"metainfo": {}}, {"set": {"family": "inet", "name": "ntpgate_router", "table": "fw4", "type": "inet_service", "flags": ["timeout"]}}]}"#;
         assert!(parse_set(empty).unwrap().is_empty());
@@ -200,7 +227,10 @@ mod tests {
             router: BTreeSet::new(),
         };
         let desired: BTreeSet<Ipv6Addr> = ["2001:db8::2".parse().unwrap()].into();
-        let json = serde_json::to_string(&batch(&names, &current, &desired, &[123].into(), 60).to_nftables()).unwrap();
+        let json = serde_json::to_string(
+            &batch(&names, &current, &desired, &[123].into(), 60).to_nftables(),
+        )
+        .unwrap();
         assert_eq!(
             json,
             r#"{"nftables":[{"delete":{"element":{"family":"inet","table":"fw4","name":"ntpgate_lan6","elem":["2001:db8::1"]}}},{"add":{"element":{"family":"inet","table":"fw4","name":"ntpgate_lan6","elem":[{"elem":{"val":"2001:db8::2","timeout":60,"expires":null,"comment":null,"counter":null}}]}}},{"add":{"element":{"family":"inet","table":"fw4","name":"ntpgate_router","elem":[{"elem":{"val":123,"timeout":60,"expires":null,"comment":null,"counter":null}}]}}}]}"#

@@ -1,6 +1,6 @@
 //! The IPv6 pinholes through fw4: [`plan`] decides which addresses should
-//! have a hole (pure); applying the plan to nftables and watching the LAN
-//! come next (see the README's status of issue 4).
+//! have a hole (pure); [`apply`] makes our nftables sets match. The daemon's
+//! firewall task runs them on every LAN change.
 
 pub mod apply;
 pub mod plan;

@@ -9,15 +9,15 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use futures_util::stream::TryStreamExt;
 use netlink_packet_route::{
+    AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressFlags, AddressHeaderFlags},
     link::{LinkAttribute, LinkFlags, State},
     neighbour::{NeighbourAddress, NeighbourAttribute},
-    AddressFamily, RouteNetlinkMessage,
 };
 use rtnetlink::{
     Handle,
-    packet_core::NetlinkMessage,
     constants::{RTMGRP_IPV6_IFADDR, RTMGRP_LINK, RTMGRP_NEIGH},
+    packet_core::NetlinkMessage,
     sys::{AsyncSocket, SocketAddr},
 };
 
@@ -126,7 +126,9 @@ pub async fn dump(handle: &Handle) -> Result<Snapshot, rtnetlink::Error> {
         // For IPv6 the kernel sends IFA_ADDRESS = the address; only for
         // point-to-point peers it sends IFA_LOCAL = own address and
         // IFA_ADDRESS = peer. So prefer IFA_LOCAL when present.
-        let Some(ip) = local.or(address) else { continue };
+        let Some(ip) = local.or(address) else {
+            continue;
+        };
 
         // IFA_F_TEMPORARY == IFA_F_SECONDARY == 0x01 (the crate names it
         // `Secondary`); IFA_F_DEPRECATED == 0x20. Prefer the 32-bit IFA_FLAGS
@@ -164,9 +166,7 @@ pub async fn dump(handle: &Handle) -> Result<Snapshot, rtnetlink::Error> {
         let mut mac = None;
         for attr in &msg.attributes {
             match attr {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                    dst = Some(*a)
-                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => dst = Some(*a),
                 // NDA_LLADDR; absent for INCOMPLETE/FAILED entries, and of a
                 // different length on non-Ethernet links -> skipped.
                 NeighbourAttribute::LinkLayerAddress(ll) => {
@@ -197,6 +197,9 @@ pub fn subscribe() -> io::Result<(
     impl futures_util::Stream<Item = (NetlinkMessage<RouteNetlinkMessage>, SocketAddr)> + Unpin + Send,
 )> {
     let (mut connection, handle, messages) = rtnetlink::new_connection()?;
-    connection.socket_mut().socket_mut().bind(&SocketAddr::new(0, GROUPS))?;
+    connection
+        .socket_mut()
+        .socket_mut()
+        .bind(&SocketAddr::new(0, GROUPS))?;
     Ok((connection, handle, messages))
 }

@@ -2,6 +2,8 @@
 //! raw NTP packets, network namespaces, and the real peers (chronyd, ntpdig).
 #![allow(dead_code)] // each test binary uses a different part of it
 
+pub mod lan;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};

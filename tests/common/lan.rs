@@ -1,0 +1,160 @@
+//! The test network of the firewall tests: a `wan` namespace (the internet
+//! side), a `router` with OpenWrt's interface names (`pppoe-wan`, `br-lan`)
+//! and forwarding on, loaded with OpenWrt's real fw4 ruleset and the
+//! package's include files, and a `lan` host.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::*;
+
+pub const ROUTER_WAN: &str = "2001:db8:54:321::1";
+pub const WAN_HOST: &str = "2001:db8:54:321::2";
+pub const ROUTER_LAN: &str = "2001:db8:1000::1";
+pub const LAN_HOST: &str = "2001:db8:1000::50";
+/// A second LAN host (an address of the lan namespace) with no pinhole.
+pub const OTHER_LAN_HOST: &str = "2001:db8:1000::51";
+
+/// The fixture rendered by fw4, with our include files and without the
+/// `rtsp` conntrack helper this kernel lacks (see the fixture's README).
+pub fn fw4_ruleset() -> String {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/fw4/default-with-ntpgate-includes.nft");
+    let text =
+        std::fs::read_to_string(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
+    let ours =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt-package/ntpgate/files/nftables.d/");
+    let text = text.replace("/usr/share/nftables.d/", &format!("{}/", ours.display()));
+    let mut out = Vec::new();
+    let mut in_rtsp_helper = false;
+    for line in text.lines() {
+        if line.contains("ct helper rtsp {") {
+            in_rtsp_helper = true;
+            continue;
+        }
+        if in_rtsp_helper {
+            in_rtsp_helper = !line.trim_start().starts_with('}');
+            continue;
+        }
+        if line.contains("ct helper set \"rtsp\"") {
+            continue;
+        }
+        out.push(line);
+    }
+    out.join("\n") + "\n"
+}
+
+pub struct Network {
+    pub wan: Netns,
+    pub router: Netns,
+    pub lan: Netns,
+    ruleset: std::path::PathBuf,
+}
+
+impl Network {
+    pub fn build() -> Network {
+        require("nft", "nftables");
+        let (wan, router, lan) = (Netns::new(), Netns::new(), Netns::new());
+        // No duplicate address detection: the link-local addresses are
+        // usable at once, so neighbour discovery works from the first packet.
+        for ns in [&wan, &router, &lan] {
+            run_ok(ns.command("sysctl").args([
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+            ]));
+        }
+        let ip = |ns: &Netns, args: &[&str]| {
+            run_ok(Command::new("ip").arg("-n").arg(&ns.name).args(args));
+        };
+        ip(
+            &router,
+            &[
+                "link",
+                "add",
+                "pppoe-wan",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &wan.name,
+            ],
+        );
+        ip(
+            &router,
+            &[
+                "link", "add", "br-lan", "type", "veth", "peer", "name", "eth0", "netns", &lan.name,
+            ],
+        );
+        for (ns, dev, addrs) in [
+            (&router, "pppoe-wan", vec![ROUTER_WAN]),
+            (&router, "br-lan", vec![ROUTER_LAN]),
+            (&wan, "eth0", vec![WAN_HOST]),
+            (&lan, "eth0", vec![LAN_HOST, OTHER_LAN_HOST]),
+        ] {
+            for a in addrs {
+                ip(
+                    ns,
+                    &["addr", "add", &format!("{a}/64"), "dev", dev, "nodad"],
+                );
+            }
+            ip(ns, &["link", "set", dev, "up"]);
+        }
+        ip(&wan, &["-6", "route", "add", "default", "via", ROUTER_WAN]);
+        ip(&lan, &["-6", "route", "add", "default", "via", ROUTER_LAN]);
+        run_ok(
+            router
+                .command("sysctl")
+                .args(["-qw", "net.ipv6.conf.all.forwarding=1"]),
+        );
+        let ruleset = scratch_dir().join("fw4.nft");
+        std::fs::write(&ruleset, fw4_ruleset()).unwrap();
+        let net = Network {
+            wan,
+            router,
+            lan,
+            ruleset,
+        };
+        net.load_ruleset();
+        net
+    }
+
+    /// What `fw4 reload` does: the whole ruleset again, starting with
+    /// `flush table inet fw4`.
+    pub fn load_ruleset(&self) {
+        run_ok(self.router.command("nft").arg("-f").arg(&self.ruleset));
+    }
+
+    pub fn nft(&self, command: &str) {
+        run_ok(self.router.command("nft").arg(command));
+    }
+
+    /// Does an NTP query from the WAN host to `[addr]:port` get an answer?
+    pub fn answers(&self, addr: &str, port: u16) -> bool {
+        self.wan
+            .command(BIN)
+            .args(["query", "--timeout", "1", &format!("[{addr}]:{port}")])
+            .output()
+            .unwrap()
+            .status
+            .code()
+            == Some(0)
+    }
+
+    /// The elements of one of our sets, as nft lists them.
+    pub fn elements(&self, set: &str) -> String {
+        let out = self
+            .router
+            .command("nft")
+            .args(["list", "set", "inet", "fw4", set])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .filter(|l| l.contains("elements"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
