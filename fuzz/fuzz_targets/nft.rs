@@ -1,0 +1,12 @@
+//! What `nft -j list set` prints is outside input too (another program, a
+//! future nft version): any text, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ntpgate::firewall::apply::parse_set;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = parse_set(text);
+    }
+});
