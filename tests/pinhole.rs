@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::lan::*;
@@ -20,26 +20,7 @@ struct LanChronyd {
 impl LanChronyd {
     fn start(net: &Network) -> LanChronyd {
         let chronyd = require("chronyd", "chrony");
-        let dir = scratch_dir();
-        let conf = dir.join("chrony.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port 123\nallow all\nlocal stratum 2\ncmdport 0\nbindcmdaddress /\npidfile {}\ndriftfile {}\n",
-                dir.join("pid").display(),
-                dir.join("drift").display()
-            ),
-        )
-        .unwrap();
-        let child = net
-            .lan
-            .command(chronyd)
-            .args(["-x", "-d", "-u", "root", "-f"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let (child, _) = spawn_chronyd(net.lan.command(chronyd), 123, 2, "allow all\n");
         LanChronyd { child }
     }
 }

@@ -294,29 +294,42 @@ pub struct Chronyd {
     pub dir: PathBuf,
 }
 
+/// Start `chronyd -x` (it never touches the clock) from `cmd` (plain, or in
+/// a namespace), serving its local clock at `stratum` on `port`, with its
+/// own pid, drift and log files; `lines` are added to its config.
+pub fn spawn_chronyd(mut cmd: Command, port: u16, stratum: u8, lines: &str) -> (Child, PathBuf) {
+    let dir = scratch_dir();
+    let conf = dir.join("chrony.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\n{lines}local stratum {stratum}\ncmdport 0\nbindcmdaddress /\npidfile {}\ndriftfile {}\n",
+            dir.join("chronyd.pid").display(),
+            dir.join("drift").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("chronyd.log")).unwrap();
+    let child = cmd
+        .args(["-x", "-d", "-u", "root", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn chronyd");
+    (child, dir)
+}
+
 impl Chronyd {
     pub fn server(stratum: u8) -> Chronyd {
         let chronyd = require("chronyd", "chrony");
-        let dir = scratch_dir();
         let port = free_port();
-        let conf = dir.join("chrony.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.0/8\nlocal stratum {stratum}\ncmdport 0\nbindcmdaddress /\npidfile {}\ndriftfile {}\n",
-                dir.join("chronyd.pid").display(),
-                dir.join("drift").display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("chronyd.log")).unwrap();
-        let child = Command::new(chronyd)
-            .args(["-x", "-d", "-u", "root", "-f"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn chronyd");
+        let (child, dir) = spawn_chronyd(
+            Command::new(chronyd),
+            port,
+            stratum,
+            "bindaddress 127.0.0.1\nallow 127.0.0.0/8\n",
+        );
         // Owned from here, so that a failure below still ends it.
         let chronyd = Chronyd { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(10);
