@@ -80,6 +80,40 @@ fn pinholes_follow_the_lan_and_close_when_they_should() {
         "{}",
         d.log()
     );
+    // The traffic through the hole is counted across refreshes (every 2 s
+    // with a 6 s timeout): ask, wait past a refresh, ask again.
+    for _ in 0..3 {
+        assert!(net.answers(LAN_HOST, 123));
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(net.answers(LAN_HOST, 123));
+    // The status counts what the sets held at their last check (2 s).
+    std::thread::sleep(Duration::from_millis(2500));
+    let before = d.log().matches("notice: pinhole: nas").count();
+    d.signal("USR1");
+    d.wait_for_log(
+        |l| l.matches("notice: pinhole: nas").count() > before,
+        "the pinhole status",
+    );
+    let log = d.log();
+    let line = log
+        .lines()
+        .filter(|l| l.starts_with("notice: pinhole: nas"))
+        .nth(before)
+        .unwrap();
+    let packets: u64 = line
+        .split("packets=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    // The queries from the WAN pass the hole (the replies and the health
+    // checks go the other way and are not counted there).
+    assert!(packets >= 5, "{line}");
+    assert!(
+        line.contains(&format!("open addresses={LAN_HOST}")),
+        "{line}"
+    );
 
     // The ISP re-delegates: the LAN moves to a new prefix.
     let ip =

@@ -4,8 +4,8 @@
 //! seconds, so that sets emptied by an fw4 restart fill again quickly; the
 //! element timeouts are refreshed at a third of their length.
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::{Shared, lock};
 use crate::config::Config;
 use crate::config::pinhole::Pinhole;
-use crate::firewall::apply::{self, SetNames};
+use crate::firewall::apply::{self, Counters, SetNames};
 use crate::firewall::plan::{self, Health, LanAddress, LanState, Neighbour, PinholeState};
 use crate::netwatch::{self, Snapshot};
 use crate::ntp::packet::Leap;
@@ -34,6 +34,64 @@ pub struct FirewallState {
     pub pinholes: std::sync::Mutex<Vec<PinholeState>>,
     pub health: std::sync::Mutex<HashMap<String, Health>>,
     pub wake: Notify,
+    /// Packets and bytes through each address's hole: what refreshed
+    /// elements had counted (a refresh restarts an element's counter), and
+    /// what the live elements count now.
+    counted: std::sync::Mutex<(HashMap<Ipv6Addr, Counters>, HashMap<Ipv6Addr, Counters>)>,
+}
+
+impl FirewallState {
+    /// Packets and bytes through the holes of these addresses so far.
+    pub fn traffic(&self, addresses: &[Ipv6Addr]) -> Counters {
+        let counted = lock(&self.counted);
+        let (done, live) = (&counted.0, &counted.1);
+        addresses
+            .iter()
+            .flat_map(|a| [done.get(a), live.get(a)])
+            .flatten()
+            .fold(Counters::default(), |t, c| Counters {
+                packets: t.packets + c.packets,
+                bytes: t.bytes + c.bytes,
+            })
+    }
+
+    /// Remember the counters read from the sets; `refreshing` when the
+    /// elements are about to be replaced (their counts move to the totals).
+    fn count(&self, current: &BTreeMap<Ipv6Addr, Counters>, refreshing: bool) {
+        let mut counted = lock(&self.counted);
+        let (done, live) = &mut *counted;
+        live.clear();
+        for (a, c) in current {
+            if refreshing {
+                let t = done.entry(*a).or_default();
+                t.packets += c.packets;
+                t.bytes += c.bytes;
+            } else {
+                live.insert(*a, *c);
+            }
+        }
+    }
+}
+
+/// Log every pinhole with its traffic (SIGUSR1).
+pub fn log_pinholes(shared: &Shared) {
+    for p in lock(&shared.firewall.pinholes).iter() {
+        let t = shared.firewall.traffic(&p.addresses);
+        let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
+        notice!(
+            "pinhole: {} {} addresses={} packets={} bytes={} ({})",
+            p.name,
+            if p.open { "open" } else { "closed" },
+            if addrs.is_empty() {
+                "-".to_string()
+            } else {
+                addrs.join(",")
+            },
+            t.packets,
+            t.bytes,
+            p.reason
+        );
+    }
 }
 
 /// The tasks for this config: none when there is nothing to open.
@@ -198,7 +256,9 @@ async fn reconcile_task(
             refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(u64::from(timeout / 3)));
         let differs = current.lan.keys().copied().collect::<BTreeSet<_>>() != planned.holes
             || current.router != router;
-        if stale || differs {
+        let replace = stale || differs;
+        shared.firewall.count(&current.lan, replace);
+        if replace {
             match apply::apply(apply::batch(
                 &names,
                 &current,

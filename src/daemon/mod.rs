@@ -208,6 +208,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
             _ = usr1.recv() => {
                 notice!("counters: {}", *lock(&shared.counters));
                 sync::log_sources(&shared);
+                firewall::log_pinholes(&shared);
             }
         }
     }
