@@ -89,18 +89,7 @@ fn pinholes_follow_the_lan_and_close_when_they_should() {
     assert!(net.answers(LAN_HOST, 123));
     // The status counts what the sets held at their last check (2 s).
     std::thread::sleep(Duration::from_millis(2500));
-    let before = d.log().matches("notice: pinhole: nas").count();
-    d.signal("USR1");
-    d.wait_for_log(
-        |l| l.matches("notice: pinhole: nas").count() > before,
-        "the pinhole status",
-    );
-    let log = d.log();
-    let line = log
-        .lines()
-        .filter(|l| l.starts_with("notice: pinhole: nas"))
-        .nth(before)
-        .unwrap();
+    let line = d.usr1_line("notice: pinhole: nas");
     let packets: u64 = line
         .split("packets=")
         .nth(1)

@@ -13,18 +13,7 @@ use common::*;
 
 /// Ask the daemon for its sync state (SIGUSR1) and parse the `sync:` line.
 fn sync_state(d: &Daemon) -> HashMap<String, String> {
-    let before = d.log().matches("notice: sync:").count();
-    d.signal("USR1");
-    d.wait_for_log(
-        |l| l.matches("notice: sync:").count() > before,
-        "the sync state",
-    );
-    let log = d.log();
-    let line = log
-        .lines()
-        .filter(|l| l.starts_with("notice: sync:"))
-        .nth(before)
-        .unwrap();
+    let line = d.usr1_line("notice: sync:");
     let mut fields: HashMap<String, String> = line
         .split_whitespace()
         .filter_map(|kv| {

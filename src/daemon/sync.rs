@@ -227,7 +227,7 @@ async fn exchange(index: usize, addr: SocketAddr, shared: &Arc<Shared>) -> io::R
                 if let Some(c) = command {
                     apply(shared, c);
                 }
-                publish(shared, t4);
+                let _ = publish(shared, t4);
                 return Ok(());
             }
         }
@@ -250,7 +250,8 @@ fn apply(shared: &Shared, command: ClockCommand) {
 }
 
 /// What the server says from now on, and what the kernel is told.
-fn publish(shared: &Shared, now: UnixNanos) {
+/// Returns whether the upstreams keep the clock synchronised.
+fn publish(shared: &Shared, now: UnixNanos) -> bool {
     let (engine_state, peer) = {
         let e = lock(&shared.engine);
         let peer = e
@@ -290,6 +291,7 @@ fn publish(shared: &Shared, now: UnixNanos) {
             warning!("cannot tell the kernel the sync status: {e}");
         }
     }
+    engine_state.is_synchronised()
 }
 
 async fn tick_task(shared: Arc<Shared>, driftfile: Option<std::path::PathBuf>) {
@@ -304,14 +306,10 @@ async fn tick_task(shared: Arc<Shared>, driftfile: Option<std::path::PathBuf>) {
             notice!("no usable upstreams: holding the clock at its last frequency");
             apply(&shared, c);
         }
-        publish(&shared, now);
-        let (synchronised, frequency, updates) = {
+        let synchronised = publish(&shared, now);
+        let (frequency, updates) = {
             let e = lock(&shared.engine);
-            (
-                e.system_state(now).is_synchronised(),
-                e.discipline().frequency(),
-                e.discipline().updates(),
-            )
+            (e.discipline().frequency(), e.discipline().updates())
         };
         if was_synchronised && !synchronised && shared.clock_control() {
             let _ = SystemClock.set_sync_status(false, 16.0, 16.0);

@@ -153,18 +153,24 @@ impl Daemon {
         assert!(ok, "kill -{sig}");
     }
 
+    /// Ask for the daemon's state (SIGUSR1) and return the new log line
+    /// that starts with `prefix`.
+    pub fn usr1_line(&self, prefix: &str) -> String {
+        let count = |log: &str| log.lines().filter(|l| l.starts_with(prefix)).count();
+        let before = count(&self.log());
+        self.signal("USR1");
+        self.wait_for_log(|l| count(l) > before, prefix);
+        let log = self.log();
+        log.lines()
+            .filter(|l| l.starts_with(prefix))
+            .nth(before)
+            .unwrap()
+            .to_string()
+    }
+
     /// Ask for the counters (SIGUSR1) and parse the line the daemon logs.
     pub fn counters(&self) -> HashMap<String, u64> {
-        let before = self.log().matches("counters:").count();
-        self.signal("USR1");
-        self.wait_for_log(|l| l.matches("counters:").count() > before, "the counters");
-        let log = self.log();
-        let line = log
-            .lines()
-            .filter(|l| l.contains("counters:"))
-            .nth(before)
-            .unwrap();
-        parse_counters(line)
+        parse_counters(&self.usr1_line("notice: counters:"))
     }
 
     /// SIGTERM, and the exit status.
