@@ -210,3 +210,173 @@ fn pinholes_follow_the_lan_and_close_when_they_should() {
     assert!(log.contains("pinholes closed"), "{log}");
     drop(lan_ntp);
 }
+
+/// From `source` in the WAN namespace, send `count` NTP requests to
+/// `[target]:123`, evenly over `over`; the number of replies.
+fn send_from(net: &Network, source: &str, target: &str, count: u64, over: Duration) -> u64 {
+    net.wan.run(|| {
+        let socket = std::net::UdpSocket::bind(format!("[{source}]:0")).expect("bind");
+        socket.connect(format!("[{target}]:123")).expect("connect");
+        socket.set_nonblocking(true).unwrap();
+        let (start, gap) = (Instant::now(), over / count as u32);
+        let mut replies = 0;
+        let mut buf = [0u8; 512];
+        let mut drain = |replies: &mut u64| {
+            while socket.recv(&mut buf).is_ok() {
+                *replies += 1;
+            }
+        };
+        for n in 0..count {
+            socket.send(&request(4, 3, 6, n + 1)).expect("send");
+            drain(&mut replies);
+            if let Some(wait) =
+                (start + gap * (n as u32 + 1)).checked_duration_since(Instant::now())
+            {
+                std::thread::sleep(wait);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        drain(&mut replies);
+        replies
+    })
+}
+
+/// ntpgate serving on the LAN host's port 123 without its own rate limit,
+/// so that what limits the flood is the firewall.
+fn lan_server(net: &Network) -> Daemon {
+    Daemon::start_with(
+        net.lan.command(BIN),
+        "config server\n\tlist listen '::'\n\toption port '123'\n\toption local_stratum '3'\n\toption ratelimit '0'\n",
+        1,
+    )
+}
+
+#[test]
+fn per_source_rate_limit_drops_a_flood_and_spares_other_sources() {
+    let net = Network::build();
+    let _lan_ntp = lan_server(&net);
+    let limited = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption pinhole_timeout '6'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '10'\n";
+    let d = Daemon::start_with(net.router.command(BIN), limited, 1);
+    within(Duration::from_secs(10), || net.answers(LAN_HOST, 123)).expect("the pinhole opened");
+
+    // 500 requests in one second from one source, while another source
+    // asks five times: the flood is cut to about 10/s (plus a burst of
+    // 10), the other source is answered every time.
+    let (flood, other) = std::thread::scope(|s| {
+        let flood = s.spawn(|| send_from(&net, WAN_HOST, LAN_HOST, 500, Duration::from_secs(1)));
+        let other =
+            s.spawn(|| send_from(&net, OTHER_WAN_HOST, LAN_HOST, 5, Duration::from_secs(1)));
+        (flood.join().unwrap(), other.join().unwrap())
+    });
+    println!("flood: 500 sent, {flood} answered; other source: 5 sent, {other} answered");
+    assert!((10..=40).contains(&flood), "flood answered {flood} times");
+    assert_eq!(other, 5, "the other source was limited too");
+    std::thread::sleep(Duration::from_millis(2500));
+    let line = d.usr1_line("notice: pinhole: nas");
+    let dropped: u64 = line
+        .split("limited=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(dropped >= 450, "{line}");
+
+    // The limit taken out of the config (SIGHUP): the same flood passes.
+    std::fs::write(
+        &d.config_path,
+        limited.replace("\toption limit_pps '10'\n", ""),
+    )
+    .unwrap();
+    d.signal("HUP");
+    d.wait_for_log(
+        |l| l.contains("reload: configuration applied"),
+        "the reload",
+    );
+    within(Duration::from_secs(4), || {
+        !net.nft("list chain inet fw4 ntpgate_limit")
+            .contains("limit rate")
+    })
+    .expect("the limit rule removed");
+    let flood = send_from(&net, WAN_HOST, LAN_HOST, 500, Duration::from_secs(1));
+    println!("without the limit: 500 sent, {flood} answered");
+    assert!(flood >= 490, "unlimited flood answered {flood} times");
+
+    // A clean stop leaves fw4's objects as the include files made them.
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        !net.nft("list chain inet fw4 ntpgate_limit")
+            .contains("limit rate")
+    );
+}
+
+/// A firewall without fw4: one filter table of the user's, which the
+/// daemon adds its sets, chain and rules to (`create`), and from which it
+/// takes them all away again on a clean stop.
+const PLAIN_RULESET: &str = "flush ruleset
+table ip6 filter {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		ct state established,related accept
+		iifname { \"lo\", \"br-lan\" } accept
+		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, echo-request } accept
+	}
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		iifname \"br-lan\" accept
+	}
+}
+";
+
+#[test]
+fn without_fw4_the_daemon_adds_its_own_sets_and_rules_to_a_named_table() {
+    let net = Network::with_ruleset(PLAIN_RULESET, ["ip6", "filter"]);
+    let _lan_ntp = lan_server(&net);
+    let _lan_other_port = Daemon::start_with(
+        net.lan.command(BIN),
+        "config server\n\tlist listen '::'\n\toption port '124'\n\toption local_stratum '3'\n",
+        1,
+    );
+    let before = net.nft("list table ip6 filter");
+    assert!(!net.answers(LAN_HOST, 123), "open without ntpgate");
+
+    let config = "config server\n\tlist listen '::'\n\toption port '123'\n\toption local_stratum '3'\n\toption serve_wan '1'\n\toption pinhole_timeout '6'\nconfig firewall\n\toption family 'ip6'\n\toption table 'filter'\n\toption create '1'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '100'\n";
+    let d = Daemon::start_with(net.router.command(BIN), config, 1);
+    within(Duration::from_secs(10), || net.answers(LAN_HOST, 123))
+        .unwrap_or_else(|| panic!("the pinhole did not open: {}", d.log()));
+    assert!(net.answers(ROUTER_WAN, 123), "serve_wan opens the router");
+    assert!(!net.answers(LAN_HOST, 124), "another port is open");
+    assert!(!net.answers(OTHER_LAN_HOST, 123), "another host is open");
+    let listing = net.nft("list table ip6 filter");
+    for ours in [
+        "set ntpgate_lan6",
+        "set ntpgate_router",
+        "set ntpgate_flood",
+        "chain ntpgate_limit",
+        "jump ntpgate_limit comment \"ntpgate: NTP rate limits\"",
+        "limit rate over 100/second",
+    ] {
+        assert!(listing.contains(ours), "{ours} missing in {listing}");
+    }
+    // The jump to the limits comes before the accept.
+    let jump = listing.find("jump ntpgate_limit").unwrap();
+    assert!(
+        jump < listing.find("ip6 daddr @ntpgate_lan6").unwrap(),
+        "{listing}"
+    );
+
+    // The user's firewall reloads (flush ruleset, its own rules again): the
+    // daemon adds its part back within a few seconds.
+    net.load_ruleset();
+    let took = within(Duration::from_secs(6), || net.answers(LAN_HOST, 123))
+        .expect("restored after the firewall reload");
+    println!("restored {took:?} after a reload of the user's firewall");
+    assert!(d.log().contains("pinholes: added"), "{}", d.log());
+
+    // A clean stop takes everything of ours away: the table is as it was.
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(net.nft("list table ip6 filter"), before, "{log}");
+    assert!(!net.answers(LAN_HOST, 123));
+}

@@ -4,6 +4,8 @@
 //! all at once, as errors (the config is refused) or warnings (it runs, but
 //! someone should look). Nothing is silently ignored.
 
+pub mod firewall;
+pub mod network;
 pub mod pinhole;
 pub mod uci;
 
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::net::Cidr;
 use crate::ntp::ratelimit::RateLimitSettings;
 use crate::ntp::server::{AccessPolicy, STRATUM_UNSYNC};
+use network::Interfaces;
 use uci::{Section, UciFile};
 
 pub const DEFAULT_PATH: &str = "/etc/config/ntpgate";
@@ -22,6 +25,7 @@ pub const DEFAULT_PATH: &str = "/etc/config/ntpgate";
 pub struct Config {
     pub server: ServerConfig,
     pub pinholes: Vec<pinhole::Pinhole>,
+    pub firewall: firewall::FirewallConfig,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -160,12 +164,13 @@ impl Loaded {
     }
 }
 
-/// Read and validate the file at `path`.
+/// Read and validate the file at `path`; pinhole interfaces are looked up
+/// in the network config beside it.
 pub fn load(path: &Path) -> Loaded {
     let file = path.display().to_string();
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => parse(&text, &file),
+            Ok(text) => parse(&text, &file, &Interfaces::beside(path)),
             Err(e) => {
                 let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
                     .iter()
@@ -191,9 +196,10 @@ fn refused(file: &str, line: usize, message: String) -> Loaded {
 }
 
 /// Validate config text; `file` names it in diagnostics.
-pub fn parse(text: &str, file: &str) -> Loaded {
+pub fn parse(text: &str, file: &str, interfaces: &Interfaces) -> Loaded {
     let mut report = Report {
         file,
+        interfaces,
         diagnostics: Vec::new(),
     };
     let config = match uci::parse(text) {
@@ -218,6 +224,7 @@ pub fn parse(text: &str, file: &str) -> Loaded {
 
 struct Report<'a> {
     file: &'a str,
+    interfaces: &'a Interfaces,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -267,20 +274,36 @@ const SINGLE_OPTIONS: &[&str] = &[
 
 fn build(file: &UciFile, report: &mut Report<'_>) -> Config {
     let mut server_sections: Vec<&Section> = Vec::new();
+    let mut firewall_sections: Vec<&Section> = Vec::new();
     let mut pinhole_sections: Vec<&Section> = Vec::new();
     for section in &file.sections {
         match section.kind.as_str() {
             "server" => server_sections.push(section),
+            "firewall" => firewall_sections.push(section),
             "pinhole" => pinhole_sections.push(section),
             other => report.error(
                 section.line,
-                format!("unknown section type '{other}' (expected 'server' or 'pinhole')"),
+                format!(
+                    "unknown section type '{other}' (expected 'server', 'firewall' or 'pinhole')"
+                ),
             ),
         }
     }
-    // Sections with one name are one section, as libuci merges them.
+    let options = single_section(&server_sections, report);
+    let server = server_config(&options, report);
+    let options = single_section(&firewall_sections, report);
+    Config {
+        server,
+        firewall: firewall::firewall(&options, report),
+        pinholes: pinholes(&pinhole_sections, report),
+    }
+}
+
+/// The options of a section there is one of. Sections with one name are
+/// one section, as libuci merges them; another is an error.
+fn single_section(sections: &[&Section], report: &mut Report<'_>) -> Vec<Resolved> {
     let mut options: Vec<&uci::UciOption> = Vec::new();
-    if let Some((first, rest)) = server_sections.split_first() {
+    if let Some((first, rest)) = sections.split_first() {
         options.extend(&first.options);
         for s in rest {
             if s.name.is_some() && s.name == first.name {
@@ -289,19 +312,14 @@ fn build(file: &UciFile, report: &mut Report<'_>) -> Config {
                 report.error(
                     s.line,
                     format!(
-                        "a second 'server' section; there is one (line {})",
-                        first.line
+                        "a second '{}' section; there is one (line {})",
+                        s.kind, first.line
                     ),
                 );
             }
         }
     }
-    let options = resolve(&options, report);
-    let server = server_config(&options, report);
-    Config {
-        server,
-        pinholes: pinholes(&pinhole_sections, report),
-    }
+    resolve(&options, report)
 }
 
 fn pinholes(sections: &[&Section], report: &mut Report<'_>) -> Vec<pinhole::Pinhole> {
@@ -739,6 +757,15 @@ fn parse_seconds(v: &str, min: f64, max: f64) -> Result<f64, String> {
 mod tests {
     use super::*;
 
+    /// A router with `lan` on br-lan and `guest` on br-guest.
+    fn parse(text: &str, file: &str) -> Loaded {
+        let network = Interfaces::parse(
+            "config interface 'lan'\n\toption device 'br-lan'\nconfig interface 'guest'\n\toption device 'br-guest'\n",
+            "/etc/config/network",
+        );
+        super::parse(text, file, &network)
+    }
+
     fn messages(l: &Loaded) -> Vec<String> {
         l.diagnostics.iter().map(|d| d.to_string()).collect()
     }
@@ -859,7 +886,7 @@ mod tests {
             "/etc/config/ntpgate:6: error: enabled: 'maybe' is not a boolean (use 1 or 0)",
             "/etc/config/ntpgate:7: error: 'port' takes one value: write 'option port', not 'list'",
             "/etc/config/ntpgate:8: error: allow: '40' is not a prefix length (0-32)",
-            "/etc/config/ntpgate:9: error: unknown section type 'frob' (expected 'server' or 'pinhole')",
+            "/etc/config/ntpgate:9: error: unknown section type 'frob' (expected 'server', 'firewall' or 'pinhole')",
         ];
         for e in expected {
             assert!(m.iter().any(|x| x == e), "missing {e:?} in {m:#?}");
@@ -924,10 +951,7 @@ mod tests {
             p[1].target,
             pinhole::Target::Mac([2, 0x11, 0x22, 0x33, 0x44, 0x55])
         );
-        assert_eq!(
-            (p[2].enabled, p[2].device.as_deref()),
-            (false, Some("br-lan"))
-        );
+        assert_eq!((p[2].enabled, p[2].device.as_str()), (false, "br-lan"));
 
         let l = parse(
             "config server\n option local_stratum 3\nconfig pinhole a\n option suffix ::1:0:0:0:50\nconfig pinhole b\n option mac 02:11:22:33:44\nconfig pinhole c\nconfig pinhole d\n option suffix ::60\n option address 2001:db8::1\nconfig pinhole e\n option suffix ::60\nconfig pinhole f\n option address fd00::1\nconfig pinhole g\n option suffix ::70\n option colour red\n list suffix ::71\n",
@@ -960,6 +984,74 @@ mod tests {
             ),
             "{:?}",
             messages(&l)
+        );
+    }
+
+    #[test]
+    fn pinhole_interfaces_come_from_the_network_config() {
+        let l = parse(
+            "config server\n option local_stratum 3\nconfig pinhole a\n option suffix ::50\n option interface wlan\nconfig pinhole b\n option suffix ::51\n option interface guest\n",
+            "t",
+        );
+        assert_eq!(
+            messages(&l)[1..],
+            ["t:5: error: pinhole 'a': unknown interface 'wlan' (not in /etc/config/network)"]
+        );
+        let text = "config server\n option local_stratum 3\nconfig pinhole a\n option suffix ::50\nconfig pinhole b\n option suffix ::51\n option device eth1\n";
+        let none = Interfaces::Unavailable {
+            why: "cannot read /etc/config/network: No such file".into(),
+        };
+        let l = super::parse(text, "t", &none);
+        assert_eq!(
+            messages(&l)[1..],
+            [
+                "t:3: error: pinhole 'a': cannot tell the device of interface 'lan' (cannot read /etc/config/network: No such file); set option device"
+            ]
+        );
+        // Two names for one device still claim the same host.
+        let l = parse(
+            "config server\n option local_stratum 3\nconfig pinhole a\n option suffix ::50\nconfig pinhole b\n option suffix ::50\n option device br-lan\n",
+            "t",
+        );
+        assert!(
+            messages(&l)[1].contains("claims the same host"),
+            "{:?}",
+            messages(&l)
+        );
+    }
+
+    #[test]
+    fn firewall_section() {
+        let l = parse(
+            "config server\n option local_stratum 3\nconfig firewall\n option family ip6\n option table filter\n option create 1\n option forward_chain fwd\n",
+            "t",
+        );
+        let fw = l.config.expect("valid").firewall;
+        assert_eq!(
+            (
+                fw.family,
+                fw.table.as_str(),
+                fw.create,
+                fw.forward_chain.as_str(),
+                fw.input_chain.as_str()
+            ),
+            (firewall::Family::Ip6, "filter", true, "fwd", "input")
+        );
+        assert_eq!(fw.lan_set, "ntpgate_lan6");
+        let l = parse(
+            "config server\n option local_stratum 3\nconfig firewall\n option family ip\n option table '1x'\n option input_chain in\n list lan_set a\n option colour red\nconfig firewall\n",
+            "t",
+        );
+        assert_eq!(
+            messages(&l)[1..],
+            [
+                "t:4: error: firewall: family: 'ip' is not inet or ip6",
+                "t:5: error: firewall: table: '1x' is not an nftables name",
+                "t:6: warning: firewall: forward_chain and input_chain are only used with create '1'",
+                "t:7: error: 'lan_set' takes one value: write 'option lan_set', not 'list'",
+                "t:8: error: unknown option 'colour' in the firewall section",
+                "t:9: error: a second 'firewall' section; there is one (line 3)",
+            ]
         );
     }
 

@@ -36,10 +36,11 @@ pub struct Pinhole {
     /// The section name, or `pinhole N` for an anonymous one.
     pub name: String,
     pub enabled: bool,
-    /// OpenWrt interface name (resolved through netifd), default `lan`.
+    /// OpenWrt interface name, default `lan`.
     pub interface: String,
-    /// The Linux device itself, for systems without netifd.
-    pub device: Option<String>,
+    /// Its Linux device: the `device` option, or the interface's device in
+    /// the network config.
+    pub device: String,
     pub target: Target,
     pub health_check: bool,
     /// Packets per second per WAN source, at the firewall.
@@ -61,13 +62,14 @@ pub(super) fn pinhole(
         name,
         enabled: true,
         interface: "lan".into(),
-        device: None,
+        device: String::new(),
         target: Target::Address(Ipv6Addr::UNSPECIFIED),
         health_check: false,
         limit_pps: None,
         health_interval: 60,
     };
     let mut targets: Vec<(Target, usize)> = Vec::new();
+    let mut interface_at = line;
     let mut ok = true;
     for opt in options {
         let (value, at) = (opt.values[0].0.as_str(), opt.values[0].1);
@@ -81,6 +83,7 @@ pub(super) fn pinhole(
                 Err(e) => bad(e),
             },
             "interface" => {
+                interface_at = at;
                 if valid_name(value) {
                     p.interface = value.into();
                 } else {
@@ -89,7 +92,7 @@ pub(super) fn pinhole(
             }
             "device" => {
                 if valid_name(value) && value.len() < 16 {
-                    p.device = Some(value.into());
+                    p.device = value.into();
                 } else {
                     bad(format!("'{value}' is not a device name"));
                 }
@@ -118,16 +121,7 @@ pub(super) fn pinhole(
                 Err(e) => bad(e),
             },
             "limit_pps" => match parse_range::<u32>(value, 1, 1_000_000) {
-                Ok(n) => {
-                    p.limit_pps = Some(n);
-                    report.warning(
-                        at,
-                        format!(
-                            "pinhole '{}': limit_pps is not applied by this version yet",
-                            p.name
-                        ),
-                    );
-                }
+                Ok(n) => p.limit_pps = Some(n),
                 Err(e) => bad(e),
             },
             other => {
@@ -158,6 +152,15 @@ pub(super) fn pinhole(
                 ),
             );
             return None;
+        }
+    }
+    if p.device.is_empty() && ok {
+        match report.interfaces.device(&p.interface) {
+            Ok(device) => p.device = device,
+            Err(why) => {
+                report.error(interface_at, format!("pinhole '{}': {why}", p.name));
+                return None;
+            }
         }
     }
     ok.then_some(p)
@@ -216,7 +219,7 @@ pub fn is_global(a: Ipv6Addr) -> bool {
 pub(super) fn check_duplicates(pinholes: &[(Pinhole, usize)], report: &mut Report<'_>) {
     for (i, (a, _)) in pinholes.iter().enumerate() {
         for (b, line) in &pinholes[i + 1..] {
-            if a.interface == b.interface && a.device == b.device && a.target == b.target {
+            if a.device == b.device && a.target == b.target {
                 report.error(
                     *line,
                     format!(

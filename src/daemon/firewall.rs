@@ -4,7 +4,7 @@
 //! seconds, so that sets emptied by an fw4 restart fill again quickly; the
 //! element timeouts are refreshed at a third of their length.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +15,9 @@ use tokio::task::JoinHandle;
 
 use super::{Shared, lock};
 use crate::config::Config;
+use crate::config::firewall::FirewallConfig;
 use crate::config::pinhole::Pinhole;
-use crate::firewall::apply::{self, Counters, SetNames};
+use crate::firewall::apply::{self, Counters, Current, Desired};
 use crate::firewall::plan::{self, Health, LanAddress, LanState, Neighbour, PinholeState};
 use crate::netwatch::{self, Snapshot};
 use crate::ntp::packet::Leap;
@@ -34,52 +35,79 @@ pub struct FirewallState {
     pub pinholes: std::sync::Mutex<Vec<PinholeState>>,
     pub health: std::sync::Mutex<HashMap<String, Health>>,
     pub wake: Notify,
-    /// Packets and bytes through each address's hole: what refreshed
-    /// elements had counted (a refresh restarts an element's counter), and
-    /// what the live elements count now.
-    counted: std::sync::Mutex<(HashMap<Ipv6Addr, Counters>, HashMap<Ipv6Addr, Counters>)>,
+    /// Packets and bytes through each address's hole.
+    passed: std::sync::Mutex<Tally>,
+    /// Packets and bytes the rate limits dropped on the way to each address.
+    limited: std::sync::Mutex<Tally>,
+}
+
+/// Running totals of nftables counters that restart when their element or
+/// rule is replaced: what the replaced ones had counted, and what the live
+/// ones count now.
+#[derive(Default)]
+struct Tally {
+    done: HashMap<Ipv6Addr, Counters>,
+    live: HashMap<Ipv6Addr, Counters>,
+}
+
+fn add(t: Counters, c: Counters) -> Counters {
+    Counters {
+        packets: t.packets + c.packets,
+        bytes: t.bytes + c.bytes,
+    }
+}
+
+impl Tally {
+    fn total(&self, addresses: &[Ipv6Addr]) -> Counters {
+        addresses
+            .iter()
+            .flat_map(|a| [self.done.get(a), self.live.get(a)])
+            .flatten()
+            .fold(Counters::default(), |t, c| add(t, *c))
+    }
+
+    /// Take the counters read; `replacing` when their elements or rules are
+    /// about to be replaced (their counts move to the totals).
+    fn take(&mut self, read: impl Iterator<Item = (Ipv6Addr, Counters)>, replacing: bool) {
+        self.live.clear();
+        for (a, c) in read {
+            let into = if replacing {
+                self.done.entry(a).or_default()
+            } else {
+                self.live.entry(a).or_default()
+            };
+            *into = add(*into, c);
+        }
+    }
 }
 
 impl FirewallState {
-    /// Packets and bytes through the holes of these addresses so far.
-    pub fn traffic(&self, addresses: &[Ipv6Addr]) -> Counters {
-        let counted = lock(&self.counted);
-        let (done, live) = (&counted.0, &counted.1);
-        addresses
-            .iter()
-            .flat_map(|a| [done.get(a), live.get(a)])
-            .flatten()
-            .fold(Counters::default(), |t, c| Counters {
-                packets: t.packets + c.packets,
-                bytes: t.bytes + c.bytes,
-            })
+    /// Packets and bytes through the holes of these addresses so far, and
+    /// dropped by their rate limits.
+    pub fn traffic(&self, addresses: &[Ipv6Addr]) -> (Counters, Counters) {
+        (
+            lock(&self.passed).total(addresses),
+            lock(&self.limited).total(addresses),
+        )
     }
 
-    /// Remember the counters read from the sets; `refreshing` when the
-    /// elements are about to be replaced (their counts move to the totals).
-    fn count(&self, current: &BTreeMap<Ipv6Addr, Counters>, refreshing: bool) {
-        let mut counted = lock(&self.counted);
-        let (done, live) = &mut *counted;
-        live.clear();
-        for (a, c) in current {
-            if refreshing {
-                let t = done.entry(*a).or_default();
-                t.packets += c.packets;
-                t.bytes += c.bytes;
-            } else {
-                live.insert(*a, *c);
-            }
-        }
+    fn count(&self, current: &Current, desired: &Desired, refreshing: bool) {
+        lock(&self.passed).take(current.lan.iter().map(|(a, c)| (*a, *c)), refreshing);
+        let limits_replaced = !current.limits.keys().eq(desired.limits.iter());
+        lock(&self.limited).take(
+            current.limits.iter().map(|(l, c)| (l.address, *c)),
+            limits_replaced,
+        );
     }
 }
 
 /// Log every pinhole with its traffic (SIGUSR1).
 pub fn log_pinholes(shared: &Shared) {
     for p in lock(&shared.firewall.pinholes).iter() {
-        let t = shared.firewall.traffic(&p.addresses);
+        let (t, limited) = shared.firewall.traffic(&p.addresses);
         let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
         notice!(
-            "pinhole: {} {} addresses={} packets={} bytes={} ({})",
+            "pinhole: {} {} addresses={} packets={} bytes={} limited={} ({})",
             p.name,
             if p.open { "open" } else { "closed" },
             if addrs.is_empty() {
@@ -89,6 +117,7 @@ pub fn log_pinholes(shared: &Shared) {
             },
             t.packets,
             t.bytes,
+            limited.packets,
             p.reason
         );
     }
@@ -107,9 +136,9 @@ pub fn start(config: &Config, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         let (shared, p) = (Arc::clone(shared), p.clone());
         tasks.push(tokio::spawn(async move { health_task(p, shared).await }));
     }
-    let shared = Arc::clone(shared);
+    let (shared, fw) = (Arc::clone(shared), config.firewall.clone());
     tasks.push(tokio::spawn(async move {
-        reconcile_task(pinholes, router, timeout, shared).await
+        reconcile_task(pinholes, router, fw, timeout, shared).await
     }));
     tasks
 }
@@ -123,26 +152,16 @@ fn router_ports(config: &Config) -> BTreeSet<u16> {
     }
 }
 
-/// The device a pinhole's host is on: its `device`, else OpenWrt's bridge
-/// for the interface (`lan` is `br-lan`) until netifd is asked over ubus.
-fn device_of(p: &Pinhole) -> String {
-    p.device
-        .clone()
-        .unwrap_or_else(|| format!("br-{}", p.interface))
-}
-
 fn lan_states(pinholes: &[Pinhole], snapshot: &Snapshot) -> HashMap<String, LanState> {
     let mut lans = HashMap::new();
     for p in pinholes {
-        let key = p.device.clone().unwrap_or_else(|| p.interface.clone());
-        let device = device_of(p);
-        let Some(link) = snapshot.links.iter().find(|l| l.name == device) else {
+        let Some(link) = snapshot.links.iter().find(|l| l.name == p.device) else {
             continue;
         };
         lans.insert(
-            key,
+            p.device.clone(),
             LanState {
-                device,
+                device: p.device.clone(),
                 up: link.up,
                 addresses: snapshot
                     .addrs
@@ -190,10 +209,10 @@ fn log_changes(before: &[PinholeState], after: &[PinholeState]) {
 async fn reconcile_task(
     pinholes: Vec<Pinhole>,
     router: BTreeSet<u16>,
+    fw: FirewallConfig,
     timeout: u32,
     shared: Arc<Shared>,
 ) {
-    let names = SetNames::default();
     let (connection, handle, mut events) = match netwatch::subscribe() {
         Ok(c) => c,
         Err(e) => {
@@ -204,7 +223,7 @@ async fn reconcile_task(
     tokio::spawn(connection);
     let mut check = tokio::time::interval(CHECK_INTERVAL);
     let mut refreshed: Option<Instant> = None;
-    let mut sets_missing = false;
+    let mut reported_missing = Vec::new();
     loop {
         tokio::select! {
             _ = check.tick() => {}
@@ -229,45 +248,60 @@ async fn reconcile_task(
             log_changes(&states, &planned.pinholes);
             *states = planned.pinholes.clone();
         }
-        let current = match apply::read(&names).await {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                if !sets_missing {
-                    warning!(
-                        "pinholes: sets {} and {} not found in table inet {} (firewall stopped or restarting? the fw4 include files installed?); retrying",
-                        names.lan_set,
-                        names.router_set,
-                        names.table
-                    );
-                }
-                sets_missing = true;
-                continue;
-            }
+        let mut found = match apply::read(&fw).await {
+            Ok(found) => found,
             Err(e) => {
                 warning!("pinholes: {e}");
                 continue;
             }
         };
-        if sets_missing {
-            info!("pinholes: sets found again");
-            sets_missing = false;
+        if !found.missing.is_empty() && fw.create {
+            match apply::apply(&apply::create(&fw, &found.current, &found.missing)).await {
+                Ok(()) => info!("pinholes: added {}", found.missing.join(", ")),
+                Err(e) => warning!(
+                    "pinholes: cannot add {} to table {} {} (does the table exist?): {e}",
+                    found.missing.join(", "),
+                    fw.family.as_str(),
+                    fw.table
+                ),
+            }
+            found = match apply::read(&fw).await {
+                Ok(found) => found,
+                Err(e) => {
+                    warning!("pinholes: {e}");
+                    continue;
+                }
+            };
         }
+        if found.missing != reported_missing {
+            if found.missing.is_empty() {
+                info!("pinholes: the firewall objects are back");
+            } else if !fw.create {
+                warning!(
+                    "pinholes: {} not found (firewall stopped or restarting? the fw4 include files installed?); retrying",
+                    found.missing.join(", ")
+                );
+            }
+            reported_missing = found.missing.clone();
+        }
+        if !found.missing.is_empty() {
+            continue;
+        }
+        let current = found.current;
+        let desired = Desired {
+            lan: planned.holes,
+            router: router.clone(),
+            limits: planned.limits,
+        };
         let stale =
             refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(u64::from(timeout / 3)));
-        let differs = current.lan.keys().copied().collect::<BTreeSet<_>>() != planned.holes
-            || current.router != router;
+        let differs = !current.lan.keys().eq(desired.lan.iter())
+            || current.router != desired.router
+            || !current.limits.keys().eq(desired.limits.iter());
         let replace = stale || differs;
-        shared.firewall.count(&current.lan, replace);
+        shared.firewall.count(&current, &desired, replace);
         if replace {
-            match apply::apply(apply::batch(
-                &names,
-                &current,
-                &planned.holes,
-                &router,
-                timeout,
-            ))
-            .await
-            {
+            match apply::apply(&apply::batch(&fw, &current, &desired, timeout)).await {
                 Ok(()) => refreshed = Some(Instant::now()),
                 Err(e) => warning!("pinholes: {e}"),
             }
@@ -275,19 +309,14 @@ async fn reconcile_task(
     }
 }
 
-/// Remove our elements (a clean stop closes the holes at once).
-pub async fn close_all() {
-    let names = SetNames::default();
-    match apply::read(&names).await {
-        Ok(Some(current)) if !current.lan.is_empty() || !current.router.is_empty() => {
-            let batch = apply::batch(&names, &current, &BTreeSet::new(), &BTreeSet::new(), 0);
-            if let Err(e) = apply::apply(batch).await {
-                warning!("pinholes: cannot close: {e}");
-            } else {
-                notice!("pinholes closed");
-            }
-        }
-        Ok(_) => {}
+/// Remove what we put in the firewall (a clean stop closes the holes at once).
+pub async fn close_all(fw: &FirewallConfig) {
+    let closed = match apply::read(fw).await {
+        Ok(found) => apply::apply(&apply::remove(fw, &found)).await,
+        Err(e) => Err(e),
+    };
+    match closed {
+        Ok(()) => notice!("pinholes closed"),
         Err(e) => warning!("pinholes: cannot close: {e}"),
     }
 }

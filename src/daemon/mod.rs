@@ -20,6 +20,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinHandle;
 
 use crate::clock::{self, Clock, SystemClock};
+use crate::config::network::Interfaces;
 use crate::config::{self, Config, Loaded, Severity};
 use crate::ntp::engine::SyncEngine;
 use crate::ntp::packet::{self, NtpTimestamp, ParseError};
@@ -44,7 +45,13 @@ impl ConfigSource {
     pub fn load(&self) -> Loaded {
         match self {
             ConfigSource::File(path) => config::load(path),
-            ConfigSource::Embedded { label, text } => config::parse(text, label),
+            ConfigSource::Embedded { label, text } => config::parse(
+                text,
+                label,
+                &Interfaces::Unavailable {
+                    why: "an embedded config has no network config".into(),
+                },
+            ),
         }
     }
 
@@ -216,7 +223,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
     stop_tasks(&mut running.sync).await;
     if !running.firewall.is_empty() {
         stop_tasks(&mut running.firewall).await;
-        firewall::close_all().await;
+        firewall::close_all(&running.config.firewall).await;
     }
     notice!("counters: {}", *lock(&shared.counters));
     notice!("stopped");
@@ -338,6 +345,7 @@ async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Share
         running.sync = sync::start(&running.config.server.sync, shared);
     }
     let firewall_changed = old.pinholes != running.config.pinholes
+        || old.firewall != running.config.firewall
         || (
             old.server.serve_wan,
             old.server.port,
@@ -353,8 +361,8 @@ async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Share
         let had = !running.firewall.is_empty();
         stop_tasks(&mut running.firewall).await;
         running.firewall = firewall::start(&running.config, shared);
-        if had && running.firewall.is_empty() {
-            firewall::close_all().await;
+        if had && (running.firewall.is_empty() || old.firewall != running.config.firewall) {
+            firewall::close_all(&old.firewall).await;
         }
     }
     notice!("reload: configuration applied");

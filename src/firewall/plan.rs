@@ -55,10 +55,20 @@ pub struct PinholeState {
     pub reason: String,
 }
 
+/// A per-source rate limit on the packets to one hole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Limit {
+    pub address: Ipv6Addr,
+    /// Packets per second from any one WAN source.
+    pub pps: u32,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Every address that should have a hole.
     pub holes: BTreeSet<Ipv6Addr>,
+    /// The rate limits on those holes.
+    pub limits: BTreeSet<Limit>,
     pub pinholes: Vec<PinholeState>,
 }
 
@@ -136,8 +146,8 @@ fn in_prefixes(a: Ipv6Addr, prefixes: &[(Ipv6Addr, u8)]) -> bool {
         .any(|&(n, len)| net::mask(a.into(), len) == std::net::IpAddr::V6(n))
 }
 
-/// The plan. `lans` maps a pinhole's interface (or device, when it names
-/// one) to its state; `health` holds the checks' results by pinhole name.
+/// The plan. `lans` maps a device to its state; `health` holds the checks'
+/// results by pinhole name.
 pub fn plan(
     pinholes: &[Pinhole],
     lans: &HashMap<String, LanState>,
@@ -145,10 +155,13 @@ pub fn plan(
 ) -> Plan {
     let mut result = Plan::default();
     for p in pinholes {
-        let key = p.device.as_deref().unwrap_or(&p.interface);
-        let (addresses, open, reason) = match lans.get(key) {
+        let (addresses, open, reason) = match lans.get(&p.device) {
             _ if !p.enabled => (Vec::new(), false, "disabled".to_string()),
-            None => (Vec::new(), false, format!("interface {key} not found")),
+            None => (
+                Vec::new(),
+                false,
+                format!("device {} ({}) not found", p.device, p.interface),
+            ),
             Some(lan) if !lan.up => (Vec::new(), false, format!("{} is down", lan.device)),
             Some(lan) => {
                 let addrs = addresses(p, lan);
@@ -177,6 +190,11 @@ pub fn plan(
         };
         if open {
             result.holes.extend(addresses.iter().copied());
+            if let Some(pps) = p.limit_pps {
+                result
+                    .limits
+                    .extend(addresses.iter().map(|&address| Limit { address, pps }));
+            }
         }
         result.pinholes.push(PinholeState {
             name: p.name.clone(),
@@ -197,7 +215,7 @@ mod tests {
             name: name.into(),
             enabled: true,
             interface: "lan".into(),
-            device: None,
+            device: "br-lan".into(),
             target,
             health_check: false,
             limit_pps: None,
@@ -237,7 +255,7 @@ mod tests {
                 },
             ],
         };
-        HashMap::from([("lan".to_string(), state)])
+        HashMap::from([("br-lan".to_string(), state)])
     }
 
     #[test]
@@ -326,6 +344,7 @@ mod tests {
         off.enabled = false;
         let mut elsewhere = pinhole("guest", Target::Suffix(ip("::52")));
         elsewhere.interface = "guest".into();
+        elsewhere.device = "br-guest".into();
         let p = [checked, off, elsewhere];
         let lans = lan(&[("2001:db8:1::1", false, false)]);
         let r = plan(&p, &lans, &HashMap::new());
@@ -336,7 +355,7 @@ mod tests {
             [
                 "waiting for the first health check",
                 "disabled",
-                "interface guest not found"
+                "device br-guest (guest) not found"
             ]
         );
         let good = HashMap::from([("nas".to_string(), Health::Good)]);
@@ -349,7 +368,7 @@ mod tests {
         assert!(r.holes.is_empty());
         assert_eq!(r.pinholes[0].reason, "health check failed: leap 3");
         let mut down = lans.clone();
-        down.get_mut("lan").unwrap().up = false;
+        down.get_mut("br-lan").unwrap().up = false;
         assert_eq!(plan(&p, &down, &good).pinholes[0].reason, "br-lan is down");
     }
 }

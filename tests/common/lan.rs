@@ -10,6 +10,8 @@ use super::*;
 
 pub const ROUTER_WAN: &str = "2001:db8:54:321::1";
 pub const WAN_HOST: &str = "2001:db8:54:321::2";
+/// A second source on the WAN side.
+pub const OTHER_WAN_HOST: &str = "2001:db8:54:321::3";
 pub const ROUTER_LAN: &str = "2001:db8:1000::1";
 pub const LAN_HOST: &str = "2001:db8:1000::50";
 /// A second LAN host (an address of the lan namespace) with no pinhole.
@@ -24,10 +26,20 @@ pub fn fw4_ruleset() -> String {
         std::fs::read_to_string(&fixture).unwrap_or_else(|e| panic!("{}: {e}", fixture.display()));
     let ours =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt-package/ntpgate/files/nftables.d/");
-    let text = text.replace("/usr/share/nftables.d/", &format!("{}/", ours.display()));
     let mut out = Vec::new();
     let mut in_rtsp_helper = false;
+    let mut in_forward = false;
     for line in text.lines() {
+        // The fixture was rendered before the package had a chain-pre
+        // include for the forward chain; fw4 puts the line for one where
+        // the template's chain-prepend includes go, before the
+        // established-flows rule.
+        if line == "\tchain forward {" {
+            in_forward = true;
+        } else if in_forward && line.contains("ct state vmap") {
+            out.push("\t\tinclude \"/usr/share/nftables.d/chain-pre/forward/30-ntpgate.nft\"");
+            in_forward = false;
+        }
         if line.contains("ct helper rtsp {") {
             in_rtsp_helper = true;
             continue;
@@ -41,7 +53,7 @@ pub fn fw4_ruleset() -> String {
         }
         out.push(line);
     }
-    out.join("\n") + "\n"
+    (out.join("\n") + "\n").replace("/usr/share/nftables.d/", &format!("{}/", ours.display()))
 }
 
 pub struct Network {
@@ -49,10 +61,18 @@ pub struct Network {
     pub router: Netns,
     pub lan: Netns,
     ruleset: std::path::PathBuf,
+    /// Where our sets are: `inet fw4`, or the table of a create-mode test.
+    sets_in: [&'static str; 2],
 }
 
 impl Network {
+    /// The router loaded with fw4's ruleset.
     pub fn build() -> Network {
+        Network::with_ruleset(&fw4_ruleset(), ["inet", "fw4"])
+    }
+
+    /// The router loaded with `ruleset`; our sets live in `sets_in`.
+    pub fn with_ruleset(ruleset: &str, sets_in: [&'static str; 2]) -> Network {
         require("nft", "nftables");
         let (wan, router, lan) = (Netns::new(), Netns::new(), Netns::new());
         // No duplicate address detection: the link-local addresses are
@@ -91,7 +111,7 @@ impl Network {
         for (ns, dev, addrs) in [
             (&router, "pppoe-wan", vec![ROUTER_WAN]),
             (&router, "br-lan", vec![ROUTER_LAN]),
-            (&wan, "eth0", vec![WAN_HOST]),
+            (&wan, "eth0", vec![WAN_HOST, OTHER_WAN_HOST]),
             (&lan, "eth0", vec![LAN_HOST, OTHER_LAN_HOST]),
         ] {
             for a in addrs {
@@ -109,26 +129,27 @@ impl Network {
                 .command("sysctl")
                 .args(["-qw", "net.ipv6.conf.all.forwarding=1"]),
         );
-        let ruleset = scratch_dir().join("fw4.nft");
-        std::fs::write(&ruleset, fw4_ruleset()).unwrap();
+        let path = scratch_dir().join("ruleset.nft");
+        std::fs::write(&path, ruleset).unwrap();
         let net = Network {
             wan,
             router,
             lan,
-            ruleset,
+            ruleset: path,
+            sets_in,
         };
         net.load_ruleset();
         net
     }
 
-    /// What `fw4 reload` does: the whole ruleset again, starting with
-    /// `flush table inet fw4`.
+    /// The ruleset again: with fw4's, what `fw4 reload` does (it starts
+    /// with `flush table inet fw4`).
     pub fn load_ruleset(&self) {
         run_ok(self.router.command("nft").arg("-f").arg(&self.ruleset));
     }
 
-    pub fn nft(&self, command: &str) {
-        run_ok(self.router.command("nft").arg(command));
+    pub fn nft(&self, command: &str) -> String {
+        run_ok(self.router.command("nft").arg(command))
     }
 
     /// Does an NTP query from the WAN host to `[addr]:port` get an answer?
@@ -148,7 +169,7 @@ impl Network {
         let out = self
             .router
             .command("nft")
-            .args(["list", "set", "inet", "fw4", set])
+            .args(["list", "set", self.sets_in[0], self.sets_in[1], set])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();

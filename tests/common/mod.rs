@@ -261,6 +261,30 @@ impl Netns {
         Netns { name }
     }
 
+    /// Run `f` on a thread that has entered the namespace (setns affects
+    /// only the calling thread): its sockets live in the namespace.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                    let entered = unsafe {
+                        libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET)
+                    };
+                    assert_eq!(
+                        entered,
+                        0,
+                        "setns {path}: {}",
+                        std::io::Error::last_os_error()
+                    );
+                    f()
+                })
+                .join()
+                .expect("the thread in the namespace")
+        })
+    }
+
     /// A command that runs inside the namespace.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("ip");
