@@ -111,3 +111,44 @@ fn demo_serves_on_localhost() {
     assert!(out.contains("stratum    10"), "{out}");
     assert!(status.success());
 }
+
+#[test]
+fn pinhole_interfaces_are_checked_against_the_network_config() {
+    let path = write_config(
+        "config server\n\toption local_stratum '3'\nconfig pinhole 'nas'\n\toption suffix '::50'\nconfig pinhole 'cam'\n\toption interface 'iot'\n\toption mac '02:11:22:33:44:55'\n",
+    );
+    let network = std::path::Path::new(&path).with_file_name("network");
+    // No network config beside it: the interface cannot be resolved.
+    let (code, out, _) = ntpgate(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{path}:3: error: pinhole 'nas': cannot tell the device of interface 'lan'"
+        )),
+        "{out}"
+    );
+    std::fs::write(
+        &network,
+        "config interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n",
+    )
+    .unwrap();
+    let (code, out, _) = ntpgate(&["check", "--config", &path]);
+    assert_eq!(code, 1, "{out}");
+    let expected = format!(
+        "{path}:6: error: pinhole 'cam': unknown interface 'iot' (not in {})",
+        network.display()
+    );
+    assert!(out.contains(&expected), "{out}");
+    assert!(!out.contains("'nas'"), "lan resolves: {out}");
+    // The daemon refuses the same file at start, with the same words.
+    let run = Command::new(BIN)
+        .args(["run", "--config", &path])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains(&expected.replace(":6: error:", ":6:")),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
