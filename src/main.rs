@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+#[cfg(feature = "demo")]
+mod demo;
+
 use clap::{Parser, Subcommand};
 use ntpgate::config::{self, Severity};
 use ntpgate::daemon::{self, ConfigSource};
@@ -59,11 +62,20 @@ enum Command {
         #[arg(short, long, default_value_t = 5.0)]
         timeout: f64,
     },
-    /// Run a demonstration server on localhost; no root, no network needed.
+    /// Show ntpgate at work; never changes the clock, never leaves this machine.
     ///
-    /// Serves this machine's clock at stratum 10 (a lab-only setting) on
-    /// 127.0.0.1 and ::1, port 12300. Never changes the clock.
-    Demo,
+    /// As root (with ip and nft): builds a WAN, a router and a LAN host in
+    /// network namespaces, runs ntpgate on the router with a pinhole for
+    /// the LAN host's NTP server, and shows a query crossing the router,
+    /// the hole moving on a prefix change, and the status; then removes it
+    /// all. Otherwise, or with --loopback: serves this machine's clock at
+    /// stratum 10 (a lab-only setting) on 127.0.0.1 and ::1, port 12300,
+    /// until Ctrl-C.
+    Demo {
+        /// The loopback server, even as root.
+        #[arg(long)]
+        loopback: bool,
+    },
 }
 
 /// The demo's embedded config: loopback only, an unprivileged port, and the
@@ -88,7 +100,26 @@ fn main() -> ExitCode {
             }
             ntpgate::query::run(&target, Duration::from_secs_f64(timeout))
         }
-        Command::Demo => {
+        Command::Demo { loopback } => {
+            #[cfg(feature = "demo")]
+            if !loopback {
+                match demo::unavailable() {
+                    None => {
+                        return match demo::network_demo() {
+                            Ok(()) => ExitCode::SUCCESS,
+                            Err(e) => {
+                                eprintln!("ntpgate demo: {e}");
+                                ExitCode::from(1)
+                            }
+                        };
+                    }
+                    Some(why) => eprintln!(
+                        "ntpgate demo: the network demo (namespaces, pinhole) is skipped: {why}."
+                    ),
+                }
+            }
+            #[cfg(not(feature = "demo"))]
+            let _ = loopback;
             eprintln!(
                 "ntpgate demo: serving this machine's clock on 127.0.0.1:12300 and [::1]:12300.\n\
                  Ask it from another terminal:  cargo run --release -- query 127.0.0.1:12300\n\

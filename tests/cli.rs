@@ -90,7 +90,7 @@ fn query_without_an_answer_fails_clearly() {
 #[test]
 fn demo_serves_on_localhost() {
     let mut demo = Command::new(BIN)
-        .arg("demo")
+        .args(["demo", "--loopback"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -150,5 +150,34 @@ fn pinhole_interfaces_are_checked_against_the_network_config() {
         String::from_utf8_lossy(&run.stderr).contains(&expected.replace(":6: error:", ":6:")),
         "{}",
         String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+#[test]
+fn the_network_demo_crosses_the_router_and_cleans_up() {
+    require_root("the network demo");
+    require("nft", "nftables");
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "without ntpgate: no answer: fw4 drops it",
+        "stratum    2",
+        "serve_wan): answered",
+        "the hole moved to 2001:db8:2000::50",
+        "query to the new address: answered",
+        "query to the old address: no answer: closed",
+        "notice: pinhole: nas open addresses=2001:db8:2000::50",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains("ntpgate-demo"),
+        "namespaces left behind"
     );
 }

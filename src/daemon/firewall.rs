@@ -26,6 +26,8 @@ use crate::{info, notice, warning};
 
 /// How often the sets are checked (an fw4 restart empties them).
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// How soon a health check looks again for its host's address.
+const ADDRESS_RETRY: Duration = Duration::from_millis(250);
 /// How long to let a burst of netlink events settle before planning.
 const SETTLE: Duration = Duration::from_millis(20);
 
@@ -327,12 +329,17 @@ async fn health_task(pinhole: Pinhole, shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(u64::from(pinhole.health_interval)));
     loop {
         tick.tick().await;
-        let address = lock(&shared.firewall.pinholes)
-            .iter()
-            .find(|p| p.name == pinhole.name)
-            .and_then(|p| p.addresses.first().copied());
-        let Some(address) = address else {
-            continue;
+        // The host's address comes from the plan, which may not be made
+        // yet (at start) or may not find the host: look again shortly.
+        let address = loop {
+            let planned = lock(&shared.firewall.pinholes)
+                .iter()
+                .find(|p| p.name == pinhole.name)
+                .and_then(|p| p.addresses.first().copied());
+            match planned {
+                Some(a) => break a,
+                None => tokio::time::sleep(ADDRESS_RETRY).await,
+            }
         };
         let target = SocketAddr::new(address.into(), 123);
         let result = tokio::task::spawn_blocking(move || {
