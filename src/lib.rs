@@ -14,3 +14,4 @@ pub mod ntp;
 pub mod query;
 pub mod sim;
 pub mod status;
+pub mod ubus;

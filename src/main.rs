@@ -11,6 +11,8 @@ mod demo;
 use clap::{Parser, Subcommand};
 use ntpgate::config::{self, Severity};
 use ntpgate::daemon::{self, ConfigSource};
+use ntpgate::ubus::blob::Msg;
+use ntpgate::ubus::session::{self, Connection};
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +64,20 @@ enum Command {
         #[arg(short, long, default_value_t = 5.0)]
         timeout: f64,
     },
+    /// Show the running daemon's status (asked over ubus).
+    ///
+    /// A summary, the upstreams (like `chronyc sources`), the server's
+    /// counters and rates (like `chronyc serverstats`) and the pinholes.
+    /// Exit status: 0 when synchronised, 2 when not, 1 when the daemon
+    /// cannot be asked.
+    Status {
+        /// Print the status model as JSON, as `ubus call ntpgate status` does.
+        #[arg(long)]
+        json: bool,
+        /// ubusd's socket.
+        #[arg(long, value_name = "PATH", default_value = ntpgate::ubus::session::DEFAULT_SOCKET)]
+        ubus_socket: PathBuf,
+    },
     /// Show ntpgate at work; never changes the clock, never leaves this machine.
     ///
     /// As root (with ip and nft): builds a WAN, a router and a LAN host in
@@ -100,6 +116,7 @@ fn main() -> ExitCode {
             }
             ntpgate::query::run(&target, Duration::from_secs_f64(timeout))
         }
+        Command::Status { json, ubus_socket } => status(&ubus_socket, json),
         Command::Demo { loopback } => {
             #[cfg(feature = "demo")]
             if !loopback {
@@ -133,6 +150,51 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(code as u8)
+}
+
+fn status(socket: &std::path::Path, as_json: bool) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ntpgate status: {e}");
+            return 1;
+        }
+    };
+    let asked = runtime.block_on(async {
+        let mut c = Connection::connect(socket).await?;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            c.call("ntpgate", "status", Vec::new()),
+        )
+        .await
+        .unwrap_or(Err(session::Error::Io("no answer within 5 s".into())))
+    });
+    let fields = match asked {
+        Ok(fields) => fields,
+        Err(session::Error::Status(4)) => {
+            eprintln!("ntpgate status: the daemon is not running (no ntpgate object on ubus)");
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("ntpgate status: {e}");
+            return 1;
+        }
+    };
+    let value = Msg::Table(fields).to_json();
+    let text = if as_json {
+        value.to_string()
+    } else {
+        ntpgate::status::render(&value)
+    };
+    let _ = writeln!(std::io::stdout(), "{}", text.trim_end());
+    if value["sync"]["synchronised"].as_bool() == Some(true) {
+        0
+    } else {
+        2
+    }
 }
 
 fn check(path: &std::path::Path) -> i32 {

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     /// Seconds a pinhole element lives unless refreshed: the holes close
     /// this long after the daemon dies.
     pub pinhole_timeout: u32,
+    /// ubusd's socket.
+    pub ubus_socket: PathBuf,
 }
 
 /// The sync engine's part of the config.
@@ -99,7 +101,7 @@ impl Default for SyncConfig {
             upstreams: Vec::new(),
             min_sources: 3,
             makestep: 0.128,
-            driftfile: Some(PathBuf::from("/etc/ntpgate.drift")),
+            driftfile: Some(PathBuf::from("/var/lib/ntpgate/drift")),
             clock_control: true,
             max_distance: 1.0,
         }
@@ -120,6 +122,7 @@ impl Default for ServerConfig {
             sync: SyncConfig::default(),
             serve_wan: false,
             pinhole_timeout: 60,
+            ubus_socket: PathBuf::from(crate::ubus::session::DEFAULT_SOCKET),
         }
     }
 }
@@ -246,9 +249,6 @@ impl Report<'_> {
         self.push(line, Severity::Warning, message);
     }
 }
-
-/// Options of later features: known names, accepted, but not acted on yet.
-const NOT_YET_USED: &[&str] = &["ubus_socket"];
 
 const LIST_OPTIONS: &[&str] = &["listen", "allow", "deny", "upstream"];
 
@@ -560,10 +560,7 @@ fn server_config(options: &[Resolved], report: &mut Report<'_>) -> ServerConfig 
             }
             "allow" => cfg.access.allow = cidrs(opt, report),
             "deny" => cfg.access.deny = cidrs(opt, report),
-            n if NOT_YET_USED.contains(&n) => report.warning(
-                line,
-                format!("option '{n}' is not used by this version of ntpgate yet; ignored"),
-            ),
+            "ubus_socket" => cfg.ubus_socket = PathBuf::from(value),
             other => report.error(
                 line,
                 format!("unknown option '{other}' in the server section"),

@@ -35,6 +35,8 @@ const SETTLE: Duration = Duration::from_millis(20);
 #[derive(Default)]
 pub struct FirewallState {
     pub pinholes: std::sync::Mutex<Vec<PinholeState>>,
+    /// The configured pinholes.
+    pub config: std::sync::Mutex<Vec<Pinhole>>,
     pub health: std::sync::Mutex<HashMap<String, Health>>,
     pub wake: Notify,
     /// Packets and bytes through each address's hole.
@@ -127,6 +129,7 @@ pub fn log_pinholes(shared: &Shared) {
 
 /// The tasks for this config: none when there is nothing to open.
 pub fn start(config: &Config, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
+    *lock(&shared.firewall.config) = config.pinholes.clone();
     let router = router_ports(config);
     if config.pinholes.is_empty() && router.is_empty() {
         return Vec::new();

@@ -6,17 +6,19 @@
 
 mod firewall;
 mod sync;
+mod ubus;
 pub mod udp;
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::io::Interest;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::clock::{self, Clock, SystemClock};
@@ -26,7 +28,7 @@ use crate::ntp::engine::SyncEngine;
 use crate::ntp::packet::{self, NtpTimestamp, ParseError};
 use crate::ntp::ratelimit::DEFAULT_CAPACITY;
 use crate::ntp::server::{DropReason, Outcome, Request, Server, SystemState};
-use crate::status::ServerCounters;
+use crate::status::{Clients, RateHistory, ServerCounters};
 use crate::{error, info, notice, warning};
 use udp::{Batch, ServerSocket};
 
@@ -77,6 +79,14 @@ struct Shared {
     local_stratum: AtomicU8,
     clock_control: AtomicBool,
     firewall: firewall::FirewallState,
+    /// Requests received over the last hour, for the rates.
+    rates: Mutex<RateHistory>,
+    /// The busiest sources.
+    clients: Mutex<Clients>,
+    /// Reloads asked for on ubus, done by the main loop.
+    reload: mpsc::Sender<ubus::ReloadRequest>,
+    /// ubus messages dropped because they did not decode.
+    ubus_malformed: AtomicU64,
 }
 
 impl Shared {
@@ -160,6 +170,7 @@ struct Running {
     sockets: Vec<JoinHandle<()>>,
     sync: Vec<JoinHandle<()>>,
     firewall: Vec<JoinHandle<()>>,
+    ubus: Option<JoinHandle<()>>,
 }
 
 async fn serve(source: ConfigSource, config: Config) -> i32 {
@@ -171,6 +182,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         precision
     );
     let frequency = sync::read_drift(config.server.sync.driftfile.as_deref());
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
     let shared = Arc::new(Shared {
         server: Mutex::new(new_server(&config, precision)),
         state: Mutex::new(SystemState::unsynchronised()),
@@ -181,6 +193,10 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         local_stratum: AtomicU8::new(0),
         clock_control: AtomicBool::new(false),
         firewall: firewall::FirewallState::default(),
+        rates: Mutex::new(RateHistory::default()),
+        clients: Mutex::new(Clients::default()),
+        reload: reload_tx,
+        ubus_malformed: AtomicU64::new(0),
     });
     shared.set_policy(&config);
     log_sync_setup(&config);
@@ -188,6 +204,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         sockets: Vec::new(),
         sync: Vec::new(),
         firewall: Vec::new(),
+        ubus: None,
         config,
     };
     if let Err(e) = start_sockets(&mut running, &shared) {
@@ -196,6 +213,11 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
     }
     running.sync = sync::start(&running.config.server.sync, &shared);
     running.firewall = firewall::start(&running.config, &shared);
+    running.ubus = Some(ubus::start(
+        running.config.server.ubus_socket.clone(),
+        &shared,
+    ));
+    let sampler = ubus::start_sampler(&shared);
 
     let signals = (
         signal(SignalKind::terminate()),
@@ -211,7 +233,12 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&source, &mut running, &shared).await,
+            _ = hup.recv() => {
+                let _ = reload(&source, &mut running, &shared).await;
+            }
+            Some(reply) = reload_rx.recv() => {
+                let _ = reply.send(reload(&source, &mut running, &shared).await);
+            }
             _ = usr1.recv() => {
                 notice!("counters: {}", *lock(&shared.counters));
                 sync::log_sources(&shared);
@@ -221,6 +248,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
     }
     stop_tasks(&mut running.sockets).await;
     stop_tasks(&mut running.sync).await;
+    stop_tasks(&mut running.ubus.into_iter().chain([sampler]).collect()).await;
     if !running.firewall.is_empty() {
         stop_tasks(&mut running.firewall).await;
         firewall::close_all(&running.config.firewall).await;
@@ -303,8 +331,13 @@ fn log_sync_setup(config: &Config) {
     }
 }
 
-/// SIGHUP: re-read the config. A config with errors changes nothing.
-async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Shared>) {
+/// SIGHUP or ubus `reload`: re-read the config. A config with errors
+/// changes nothing; the errors are the answer.
+async fn reload(
+    source: &ConfigSource,
+    running: &mut Running,
+    shared: &Arc<Shared>,
+) -> ubus::ReloadResult {
     let loaded = source.load();
     log_diagnostics(&loaded);
     let Some(new) = loaded.config else {
@@ -312,11 +345,11 @@ async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Share
             "{}: reload refused, keeping the running configuration",
             source.describe()
         );
-        return;
+        return Err(loaded.errors().map(|d| d.to_string()).collect());
     };
     if new == running.config {
         info!("reload: configuration unchanged");
-        return;
+        return Ok("unchanged");
     }
     let old = std::mem::replace(&mut running.config, new);
     if old.server.access != running.config.server.access {
@@ -365,7 +398,15 @@ async fn reload(source: &ConfigSource, running: &mut Running, shared: &Arc<Share
             firewall::close_all(&old.firewall).await;
         }
     }
+    if old.server.ubus_socket != running.config.server.ubus_socket {
+        stop_tasks(&mut running.ubus.take().into_iter().collect()).await;
+        running.ubus = Some(ubus::start(
+            running.config.server.ubus_socket.clone(),
+            shared,
+        ));
+    }
     notice!("reload: configuration applied");
+    Ok("applied")
 }
 
 /// One socket's receive-decide-reply loop.
@@ -402,6 +443,7 @@ async fn serve_socket(socket: ServerSocket, shared: Arc<Shared>) {
         let monotonic_ns = shared.epoch.elapsed().as_nanos() as u64;
         let state = *lock(&shared.state);
         let mut counters = ServerCounters::default();
+        let mut sources = Vec::with_capacity(n);
         {
             let mut server = lock(&shared.server);
             for i in 0..n {
@@ -421,6 +463,7 @@ async fn serve_socket(socket: ServerSocket, shared: Arc<Shared>) {
                     server.handle(&state, &request, &mut reply)
                 };
                 counters.record(outcome);
+                sources.push(datagram.source.ip());
                 if outcome.reply_sent() {
                     *batch.stage_reply(i) = reply;
                 }
@@ -433,5 +476,9 @@ async fn serve_socket(socket: ServerSocket, shared: Arc<Shared>) {
         }
         counters.send_failed += batch.send(fd) as u64;
         lock(&shared.counters).add(&counters);
+        let mut clients = lock(&shared.clients);
+        for ip in sources {
+            clients.observe(crate::net::canonical(ip));
+        }
     }
 }

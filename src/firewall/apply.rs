@@ -171,10 +171,19 @@ async fn list(fw: &FirewallConfig, what: &str, name: &str) -> Result<Option<Stri
         .output()
         .await
         .map_err(|e| Error(format!("cannot run nft: {e}")))?;
-    Ok(out
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned()))
+    if out.status.success() {
+        return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
+    }
+    let message = String::from_utf8_lossy(&out.stderr);
+    if message.contains("No such file or directory") {
+        return Ok(None);
+    }
+    Err(Error(format!(
+        "nft list {what} {} {} {name}: {}",
+        fw.family.as_str(),
+        fw.table,
+        message.split_whitespace().collect::<Vec<_>>().join(" ")
+    )))
 }
 
 /// Read our sets and chain, and in `create` mode our rules.

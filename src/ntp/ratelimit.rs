@@ -111,6 +111,15 @@ impl RateLimiter {
         self.len() == 0
     }
 
+    /// Sources (by the limiter's prefix) seen since `since_ns`: a slot's
+    /// theoretical arrival time is never earlier than its last request.
+    pub fn active_since(&self, since_ns: u64) -> usize {
+        self.table
+            .iter()
+            .filter(|e| e.tat != 0 && e.tat >= since_ns)
+            .count()
+    }
+
     fn key(&self, ip: IpAddr) -> u128 {
         match net::canonical(ip) {
             IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),

@@ -155,6 +155,12 @@ impl Server {
         }
     }
 
+    /// Sources the rate limiter saw since `since_ns` (monotonic); `None`
+    /// with rate limiting off.
+    pub fn clients_active(&self, since_ns: u64) -> Option<usize> {
+        self.limiter.as_ref().map(|l| l.active_since(since_ns))
+    }
+
     /// Decide on one request. When the outcome sends a reply, `out` holds it
     /// with every field but the transmit timestamp, which the caller writes
     /// with [`packet::set_transmit`] as late as it can.

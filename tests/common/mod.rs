@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of it
 
 pub mod lan;
+pub mod ubusd;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

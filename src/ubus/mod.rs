@@ -1,0 +1,7 @@
+//! ubus, OpenWrt's message bus, spoken natively: the blob/blobmsg codec
+//! (`blob`), messages (`wire`), and the async session (`session`) that
+//! publishes objects and calls others. Sans-IO below `session`.
+
+pub mod blob;
+pub mod session;
+pub mod wire;
