@@ -8,10 +8,11 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+use common::lan::*;
 use common::ubusd::Ubusd;
 use common::*;
 use ntpgate::ubus::blob::Msg;
-use ntpgate::ubus::session::{Connection, Error};
+use ntpgate::ubus::session::{Connection, Error, Handler, Table};
 
 fn config(socket: &std::path::Path, port: u16) -> String {
     format!(
@@ -170,4 +171,75 @@ fn status_methods_reload_and_ubusd_restarts() {
     let (code, text) = status_command(&socket, false);
     assert_eq!(code, 1);
     assert!(text.contains("the daemon is not running"), "{text}");
+}
+
+/// netifd's stand-in: `network.interface` answering `dump`.
+struct Netifd(serde_json::Value);
+
+impl Handler for Netifd {
+    async fn invoke(&self, method: &str, _args: &[(String, Msg)]) -> Result<Table, u32> {
+        match (method, Msg::from_json(&self.0)) {
+            ("dump", Msg::Table(t)) => Ok(t),
+            _ => Err(3),
+        }
+    }
+}
+
+#[test]
+fn pinhole_devices_come_from_netifd() {
+    let net = Network::build();
+    let socket = scratch_dir().join("ubus.sock");
+    let _ubusd = Ubusd::start(&socket);
+    let owner_socket = socket.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut c = Connection::connect(&owner_socket).await.unwrap();
+            let id = c
+                .add_object("network.interface", &vec![("dump", vec![])])
+                .await
+                .unwrap();
+            let dump = serde_json::json!({"interface": [
+                {"interface": "lan", "up": true, "device": "br-lan", "l3_device": "br-lan"}
+            ]});
+            let mut malformed = 0;
+            c.serve(id, &Netifd(dump), &mut malformed).await;
+        });
+    });
+    let _lan_ntp = Daemon::start_with(
+        net.lan.command(BIN),
+        "config server\n\tlist listen '::'\n\toption port '123'\n\toption local_stratum '2'\n",
+        1,
+    );
+    // The network config names another device for `lan`: only netifd's
+    // answer finds the host.
+    let config = format!(
+        "config server\n\tlist listen '::'\n\toption port '123'\n\toption local_stratum '3'\n\toption ubus_socket '{}'\nconfig pinhole 'nas'\n\toption suffix '::50'\n",
+        socket.display()
+    );
+    let d = Daemon::start_with_files(
+        net.router.command(BIN),
+        &config,
+        1,
+        &[(
+            "network",
+            "config interface 'lan'\n\toption device 'br-old'\n",
+        )],
+    );
+    let start = std::time::Instant::now();
+    while !net.answers(LAN_HOST, 123) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no hole: {}",
+            d.log()
+        );
+    }
+    assert!(
+        d.log().contains("pinholes: interface devices from netifd"),
+        "{}",
+        d.log()
+    );
 }

@@ -39,8 +39,11 @@ pub struct Pinhole {
     /// OpenWrt interface name, default `lan`.
     pub interface: String,
     /// Its Linux device: the `device` option, or the interface's device in
-    /// the network config.
+    /// the network config (netifd's answer replaces it while the daemon
+    /// runs).
     pub device: String,
+    /// `device` was given: netifd is not asked.
+    pub device_given: bool,
     pub target: Target,
     pub health_check: bool,
     /// Packets per second per WAN source, at the firewall.
@@ -63,6 +66,7 @@ pub(super) fn pinhole(
         enabled: true,
         interface: "lan".into(),
         device: String::new(),
+        device_given: false,
         target: Target::Address(Ipv6Addr::UNSPECIFIED),
         health_check: false,
         limit_pps: None,
@@ -93,6 +97,7 @@ pub(super) fn pinhole(
             "device" => {
                 if valid_name(value) && value.len() < 16 {
                     p.device = value.into();
+                    p.device_given = true;
                 } else {
                     bad(format!("'{value}' is not a device name"));
                 }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{Shared, lock};
+use super::{Shared, lock, netifd};
 use crate::config::Config;
 use crate::config::firewall::FirewallConfig;
 use crate::config::pinhole::Pinhole;
@@ -28,6 +29,8 @@ use crate::{info, notice, warning};
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// How soon a health check looks again for its host's address.
 const ADDRESS_RETRY: Duration = Duration::from_millis(250);
+/// How often netifd is asked for the interfaces' devices.
+const NETIFD_INTERVAL: Duration = Duration::from_secs(30);
 /// How long to let a burst of netlink events settle before planning.
 const SETTLE: Duration = Duration::from_millis(20);
 
@@ -142,8 +145,9 @@ pub fn start(config: &Config, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
         tasks.push(tokio::spawn(async move { health_task(p, shared).await }));
     }
     let (shared, fw) = (Arc::clone(shared), config.firewall.clone());
+    let ubus = config.server.ubus_socket.clone();
     tasks.push(tokio::spawn(async move {
-        reconcile_task(pinholes, router, fw, timeout, shared).await
+        reconcile_task(pinholes, router, fw, timeout, ubus, shared).await
     }));
     tasks
 }
@@ -155,6 +159,21 @@ fn router_ports(config: &Config) -> BTreeSet<u16> {
     } else {
         BTreeSet::new()
     }
+}
+
+/// The pinholes with the devices netifd gives their interfaces, where the
+/// config did not name one.
+fn with_devices(pinholes: &[Pinhole], devices: &HashMap<String, String>) -> Vec<Pinhole> {
+    pinholes
+        .iter()
+        .map(|p| match devices.get(&p.interface) {
+            Some(d) if !p.device_given => Pinhole {
+                device: d.clone(),
+                ..p.clone()
+            },
+            _ => p.clone(),
+        })
+        .collect()
 }
 
 fn lan_states(pinholes: &[Pinhole], snapshot: &Snapshot) -> HashMap<String, LanState> {
@@ -212,12 +231,16 @@ fn log_changes(before: &[PinholeState], after: &[PinholeState]) {
 }
 
 async fn reconcile_task(
-    pinholes: Vec<Pinhole>,
+    configured: Vec<Pinhole>,
     router: BTreeSet<u16>,
     fw: FirewallConfig,
     timeout: u32,
+    ubus: PathBuf,
     shared: Arc<Shared>,
 ) {
+    let mut pinholes = configured.clone();
+    let mut netifd_asked: Option<Instant> = None;
+    let mut netifd_answered = false;
     let (connection, handle, mut events) = match netwatch::subscribe() {
         Ok(c) => c,
         Err(e) => {
@@ -246,6 +269,31 @@ async fn reconcile_task(
                 continue;
             }
         };
+        // Until netifd first answers (at boot it may start after us), it is
+        // asked at every check.
+        let ask_every = if netifd_answered {
+            NETIFD_INTERVAL
+        } else {
+            CHECK_INTERVAL
+        };
+        if netifd_asked.is_none_or(|t| t.elapsed() >= ask_every) {
+            netifd_asked = Some(Instant::now());
+            match netifd::devices(&ubus).await {
+                Ok(devices) => {
+                    if !netifd_answered {
+                        info!("pinholes: interface devices from netifd");
+                        netifd_answered = true;
+                    }
+                    pinholes = with_devices(&configured, &devices);
+                    *lock(&shared.firewall.config) = pinholes.clone();
+                }
+                Err(e) if netifd_answered => {
+                    warning!("pinholes: netifd: {e}; keeping the devices it gave last");
+                    netifd_answered = false;
+                }
+                Err(_) => {}
+            }
+        }
         let health = lock(&shared.firewall.health).clone();
         let planned = plan::plan(&pinholes, &lan_states(&pinholes, &snapshot), &health);
         {

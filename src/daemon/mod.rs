@@ -5,6 +5,7 @@
 //! SIGUSR1 logs the counters and the sync state.
 
 mod firewall;
+mod netifd;
 mod sync;
 mod ubus;
 pub mod udp;
@@ -379,6 +380,7 @@ async fn reload(
     }
     let firewall_changed = old.pinholes != running.config.pinholes
         || old.firewall != running.config.firewall
+        || old.server.ubus_socket != running.config.server.ubus_socket
         || (
             old.server.serve_wan,
             old.server.port,

@@ -216,6 +216,7 @@ mod tests {
             enabled: true,
             interface: "lan".into(),
             device: "br-lan".into(),
+            device_given: true,
             target,
             health_check: false,
             limit_pps: None,

@@ -83,7 +83,18 @@ impl Daemon {
 
     /// As [`Daemon::start`], from a prepared command (to run it in a
     /// namespace, say): `run --config FILE` is appended.
-    pub fn start_with(mut cmd: Command, config: &str, sockets: usize) -> Daemon {
+    pub fn start_with(cmd: Command, config: &str, sockets: usize) -> Daemon {
+        Self::start_with_files(cmd, config, sockets, &[])
+    }
+
+    /// As [`Daemon::start_with`], with other files beside the config (the
+    /// `network` config, say).
+    pub fn start_with_files(
+        mut cmd: Command,
+        config: &str,
+        sockets: usize,
+        files: &[(&str, &str)],
+    ) -> Daemon {
         // The host's clock and network are not ours: a test daemon never
         // steers the clock and never falls back to the default (public)
         // upstreams.
@@ -95,7 +106,11 @@ impl Daemon {
             !config.contains("upstream") || config.contains("option clock_control '0'"),
             "a test config with upstreams must set option clock_control '0'"
         );
-        let config_path = scratch_dir().join("ntpgate.conf");
+        let dir = scratch_dir();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let config_path = dir.join("ntpgate.conf");
         std::fs::write(&config_path, config).unwrap();
         cmd.arg("run").arg("--config").arg(&config_path);
         let mut child = cmd
