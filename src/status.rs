@@ -163,7 +163,9 @@ impl RateHistory {
 /// The busiest clients, in bounded memory: the space-saving algorithm over
 /// [`Clients::SLOTS`] addresses (a newcomer takes the slot of the least
 /// counted and inherits its count), with every count halved each minute so
-/// that the list shows who is busy now.
+/// that the list shows who is busy now. The server samples: one request in
+/// up to [`Clients::SAMPLE`] stands for all of them, which keeps the cost
+/// per request small under load and the totals right.
 #[derive(Debug, Default)]
 pub struct Clients {
     slots: Vec<(IpAddr, u64)>,
@@ -171,14 +173,16 @@ pub struct Clients {
 
 impl Clients {
     pub const SLOTS: usize = 64;
+    pub const SAMPLE: usize = 8;
 
-    pub fn observe(&mut self, ip: IpAddr) {
+    /// `requests` requests, with `ip` standing for them.
+    pub fn observe(&mut self, ip: IpAddr, requests: u64) {
         if let Some(slot) = self.slots.iter_mut().find(|(a, _)| *a == ip) {
-            slot.1 += 1;
+            slot.1 += requests;
         } else if self.slots.len() < Self::SLOTS {
-            self.slots.push((ip, 1));
+            self.slots.push((ip, requests));
         } else if let Some(least) = self.slots.iter_mut().min_by_key(|(_, n)| *n) {
-            *least = (ip, least.1 + 1);
+            *least = (ip, least.1 + requests);
         }
     }
 
@@ -514,14 +518,13 @@ mod tests {
         let mut c = Clients::default();
         let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
         for round in 0..100 {
-            c.observe(ip(1));
-            c.observe(ip(1));
-            c.observe(ip(2));
+            c.observe(ip(1), 2);
+            c.observe(ip(2), 1);
             // A stream of one-off sources, as a scan or the pool's clients.
-            c.observe(ip(1000 + round));
+            c.observe(ip(1000 + round), 1);
         }
         for i in 0..10_000 {
-            c.observe(ip(20_000 + i));
+            c.observe(ip(20_000 + i), 1);
         }
         assert!(c.slots.len() <= Clients::SLOTS);
         let top = c.top(2);

@@ -479,8 +479,8 @@ async fn serve_socket(socket: ServerSocket, shared: Arc<Shared>) {
         counters.send_failed += batch.send(fd) as u64;
         lock(&shared.counters).add(&counters);
         let mut clients = lock(&shared.clients);
-        for ip in sources {
-            clients.observe(crate::net::canonical(ip));
+        for sample in sources.chunks(Clients::SAMPLE) {
+            clients.observe(crate::net::canonical(sample[0]), sample.len() as u64);
         }
     }
 }
