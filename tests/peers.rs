@@ -17,40 +17,6 @@ fn local_config(port: u16, stratum: Option<u8>) -> String {
     )
 }
 
-/// Run `chronyd -Q` against `server` and return (exit ok, stderr, log file text).
-fn chronyd_client(server_line: &str, log: &str, timeout_s: u32) -> (bool, String, String) {
-    let chronyd = require("chronyd", "chrony");
-    let dir = scratch_dir();
-    let out = Command::new(chronyd)
-        .args([
-            "-Q",
-            "-u",
-            "root",
-            "-t",
-            &timeout_s.to_string(),
-            server_line,
-        ])
-        .arg(format!("logdir {}", dir.display()))
-        .arg(format!("log {log}"))
-        .output()
-        .expect("run chronyd -Q");
-    // Raw or not, chrony writes measurements.log.
-    let log_text = std::fs::read_to_string(dir.join("measurements.log")).unwrap_or_default();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        log_text,
-    )
-}
-
-/// Data rows of a chrony measurements log, split into columns.
-fn rows(log: &str) -> Vec<Vec<String>> {
-    log.lines()
-        .filter(|l| l.starts_with("20"))
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect()
-}
-
 #[test]
 fn chronyd_accepts_ntpgate_as_a_source() {
     let port = free_port();

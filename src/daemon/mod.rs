@@ -13,7 +13,7 @@ pub mod udp;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -86,8 +86,9 @@ struct Shared {
     clients: Mutex<Clients>,
     /// Reloads asked for on ubus, done by the main loop.
     reload: mpsc::Sender<ubus::ReloadRequest>,
-    /// ubus messages dropped because they did not decode.
-    ubus_malformed: AtomicU64,
+    /// ubus messages dropped because they did not decode (a Mutex: 32-bit
+    /// MIPS has no 64-bit atomics).
+    ubus_malformed: Mutex<u64>,
 }
 
 impl Shared {
@@ -197,7 +198,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         rates: Mutex::new(RateHistory::default()),
         clients: Mutex::new(Clients::default()),
         reload: reload_tx,
-        ubus_malformed: AtomicU64::new(0),
+        ubus_malformed: Mutex::new(0),
     });
     shared.set_policy(&config);
     log_sync_setup(&config);

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -65,9 +64,7 @@ async fn keep_published(socket: PathBuf, shared: Arc<Shared>) {
                 warned = false;
                 let mut malformed = 0;
                 let why = c.serve(id, &object, &mut malformed).await;
-                shared
-                    .ubus_malformed
-                    .fetch_add(malformed, Ordering::Relaxed);
+                *lock(&shared.ubus_malformed) += malformed;
                 warning!("ubus: connection lost ({why}); publishing again");
             }
             Err(e) if !warned => {
@@ -206,7 +203,7 @@ fn snapshot_json(shared: &Shared, part: impl FnOnce(&Snapshot<'_>) -> Value) -> 
 /// The whole status, as `ubus call ntpgate status` answers it.
 pub fn status_json(shared: &Shared) -> Value {
     let mut v = snapshot_json(shared, |s| s.to_json());
-    v["ubus"] = json!({ "malformed": shared.ubus_malformed.load(Ordering::Relaxed) });
+    v["ubus"] = json!({ "malformed": *lock(&shared.ubus_malformed) });
     v
 }
 

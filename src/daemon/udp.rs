@@ -282,7 +282,8 @@ impl Batch {
                 fd,
                 self.headers.as_mut_ptr(),
                 BATCH as _,
-                libc::MSG_DONTWAIT,
+                // The flags are `int` in glibc, `unsigned` in musl.
+                libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };
@@ -375,7 +376,7 @@ impl Batch {
                     fd,
                     self.headers[sent..].as_mut_ptr(),
                     (staged - sent) as _,
-                    libc::MSG_DONTWAIT,
+                    libc::MSG_DONTWAIT as _,
                 )
             };
             if n > 0 {

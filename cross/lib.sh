@@ -1,0 +1,95 @@
+# Shared by cross/build and cross/unit-tests: the Rust target, linker and
+# flags of an OpenWrt architecture, and what they need installed.
+# shellcheck shell=bash
+
+# cross_setup OPENWRT_ARCH build|test: sets $target and the cargo
+# environment; prints the extra cargo arguments to args[].
+cross_setup() {
+    local arch=$1 mode=$2 build_std=0 zig_target="" flags=""
+    case "$arch" in
+    mips_24kc)
+        target=mips-unknown-linux-musl build_std=1
+        zig_target="mips-linux-musleabi -mcpu=mips32r2"
+        # MIPS musl targets link dynamically unless told otherwise.
+        flags="-C target-feature=+crt-static"
+        ;;
+    mipsel_24kc)
+        target=mipsel-unknown-linux-musl build_std=1
+        zig_target="mipsel-linux-musleabi -mcpu=mips32r2"
+        flags="-C target-feature=+crt-static"
+        ;;
+    arm_cortex-a7_neon-vfpv4)
+        target=armv7-unknown-linux-musleabihf build_std=1
+        zig_target="arm-linux-musleabihf -mcpu=generic+v7a+vfp3-d32+thumb2-neon"
+        ;;
+    arm_cortex-a9)
+        target=armv7-unknown-linux-musleabihf build_std=1
+        zig_target="arm-linux-musleabihf -mcpu=generic+v7a+vfp3d16+thumb2"
+        # Many Cortex-A9 routers have VFPv3-D16: no d16-d31 registers.
+        flags="-C target-feature=-d32"
+        ;;
+    aarch64_cortex-a53 | aarch64_generic)
+        target=aarch64-unknown-linux-musl
+        ;;
+    x86_64)
+        target=x86_64-unknown-linux-musl
+        ;;
+    *)
+        die "unknown OpenWrt architecture '$arch' (mips_24kc, mipsel_24kc, arm_cortex-a7_neon-vfpv4, arm_cortex-a9, aarch64_cortex-a53, aarch64_generic, x86_64)"
+        ;;
+    esac
+    need_rust
+    work="target/cross/$arch"
+    mkdir -p "$work"
+    local env_target
+    env_target=$(echo "$target" | tr 'a-z-' 'A-Z_')
+    export CARGO_TARGET_DIR="$work"
+    args=(--locked --no-default-features --target "$target")
+    if [ "$build_std" = 1 ]; then
+        rustup component list --installed | grep -q '^rust-src' || {
+            step "adding rustup component rust-src"
+            rustup component add rust-src || die "cannot add rust-src"
+        }
+        python3 -m ziglang version >/dev/null 2>&1 || {
+            step "installing zig (PyPI: ziglang)"
+            python3 -m pip install --quiet ziglang || die "cannot install ziglang from PyPI"
+        }
+        local linker="$PWD/$work/zig-cc"
+        printf '#!/bin/sh\nexec python3 -m ziglang cc -target %s "$@"\n' "$zig_target" >"$linker"
+        chmod 755 "$linker"
+        export "CARGO_TARGET_${env_target}_LINKER=$linker"
+        # std built with the program: RUSTC_BOOTSTRAP lets the stable
+        # toolchain take -Z options.
+        export RUSTC_BOOTSTRAP=1
+        flags="$flags -C link-self-contained=no"
+        if [ "$mode" = build ]; then
+            # For size: no unwinding machinery, std built for size, no
+            # file/line in panic messages.
+            flags="$flags -Z unstable-options -C panic=immediate-abort -Z location-detail=none"
+            args+=(-Z build-std=std,panic_abort -Z build-std-features=optimize_for_size)
+        else
+            args+=(-Z build-std)
+        fi
+    else
+        rustup target list --installed | grep -qx "$target" || {
+            step "adding rustup target $target"
+            rustup target add "$target" || die "cannot add the rustup target $target"
+        }
+        case "$target" in
+        aarch64-*) export "CARGO_TARGET_${env_target}_LINKER=rust-lld" ;;
+        esac
+    fi
+    export "CARGO_TARGET_${env_target}_RUSTFLAGS=$flags"
+    if [ "$mode" = test ]; then
+        local qemu
+        case "$arch" in
+        mipsel*) qemu=qemu-mipsel ;;
+        mips*) qemu=qemu-mips ;;
+        arm*) qemu=qemu-arm ;;
+        aarch64*) qemu=qemu-aarch64 ;;
+        *) qemu=qemu-x86_64 ;;
+        esac
+        need_commands "$qemu:qemu-user"
+        export "CARGO_TARGET_${env_target}_RUNNER=$qemu"
+    fi
+}
