@@ -232,6 +232,9 @@ pub struct Snapshot<'a> {
     /// Sources the rate limiter saw in the last hour (by its prefix).
     pub clients_seen: Option<usize>,
     pub pinholes: Vec<PinholeStatus>,
+    /// `serve_wan`, and whether the router's port is in the firewall now.
+    pub serve_wan: bool,
+    pub wan_open: bool,
 }
 
 fn secs(ns: i128) -> f64 {
@@ -271,8 +274,11 @@ impl Snapshot<'_> {
                 .iter()
                 .map(|u| {
                     let m = u.source.measurement();
+                    let host = u.name.rsplit_once(':').map_or(u.name.as_str(), |(h, _)| h);
                     json!({
                         "name": u.name,
+                        "pool_name": crate::config::is_pool_name(host),
+                        "smears_leap_seconds": crate::config::smears_leap_seconds(host),
                         "address": u.address.map(|a| a.to_string()),
                         "status": match u.status {
                             UpstreamStatus::Selected => "selected",
@@ -331,8 +337,25 @@ impl Snapshot<'_> {
             "upstreams": self.upstreams_json(),
             "server": self.server_json(),
             "pinholes": self.pinholes_json(),
+            "firewall": { "serve_wan": self.serve_wan, "wan_open": self.wan_open },
         })
     }
+}
+
+/// The router's global IPv6 addresses, for the pool checklist: a pool
+/// server needs one that stays (not a privacy address, not deprecated).
+pub fn addresses_json(addresses: &[(String, std::net::Ipv6Addr, u8, bool, bool)]) -> Value {
+    Value::Array(
+        addresses
+            .iter()
+            .map(|(device, a, len, temporary, deprecated)| {
+                json!({
+                    "device": device, "address": a.to_string(), "prefix_len": len,
+                    "temporary": temporary, "deprecated": deprecated,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The busiest clients as JSON.

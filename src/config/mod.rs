@@ -600,14 +600,14 @@ fn server_config(options: &[Resolved], report: &mut Report<'_>) -> ServerConfig 
 }
 
 /// Pool names: a pool server must not take its time from the pool.
-fn is_pool_name(host: &str) -> bool {
+pub fn is_pool_name(host: &str) -> bool {
     let h = host.to_ascii_lowercase();
     h == "pool.ntp.org" || h.ends_with(".pool.ntp.org")
 }
 
 /// Services known to smear leap seconds: their time is off by up to 0.5 s
 /// around a leap second, which the pool's monitor counts against us.
-fn smears_leap_seconds(host: &str) -> bool {
+pub fn smears_leap_seconds(host: &str) -> bool {
     let h = host.to_ascii_lowercase();
     let smearing = [
         "time.google.com",

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -40,6 +41,8 @@ pub struct FirewallState {
     pub pinholes: std::sync::Mutex<Vec<PinholeState>>,
     /// The configured pinholes.
     pub config: std::sync::Mutex<Vec<Pinhole>>,
+    /// The router's own port is in the firewall's set now.
+    pub wan_open: AtomicBool,
     pub health: std::sync::Mutex<HashMap<String, Health>>,
     pub wake: Notify,
     /// Packets and bytes through each address's hole.
@@ -133,6 +136,7 @@ pub fn log_pinholes(shared: &Shared) {
 /// The tasks for this config: none when there is nothing to open.
 pub fn start(config: &Config, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
     *lock(&shared.firewall.config) = config.pinholes.clone();
+    shared.firewall.wan_open.store(false, Ordering::Relaxed);
     let router = router_ports(config);
     if config.pinholes.is_empty() && router.is_empty() {
         return Vec::new();
@@ -353,12 +357,26 @@ async fn reconcile_task(
             || !current.limits.keys().eq(desired.limits.iter());
         let replace = stale || differs;
         shared.firewall.count(&current, &desired, replace);
-        if replace {
-            match apply::apply(&apply::batch(&fw, &current, &desired, timeout)).await {
-                Ok(()) => refreshed = Some(Instant::now()),
-                Err(e) => warning!("pinholes: {e}"),
-            }
-        }
+        let applied = replace
+            && match apply::apply(&apply::batch(&fw, &current, &desired, timeout)).await {
+                Ok(()) => {
+                    refreshed = Some(Instant::now());
+                    true
+                }
+                Err(e) => {
+                    warning!("pinholes: {e}");
+                    false
+                }
+            };
+        let router_open = if applied {
+            &desired.router
+        } else {
+            &current.router
+        };
+        shared
+            .firewall
+            .wan_open
+            .store(!router_open.is_empty(), Ordering::Relaxed);
     }
 }
 

@@ -86,6 +86,8 @@ struct Shared {
     clients: Mutex<Clients>,
     /// Reloads asked for on ubus, done by the main loop.
     reload: mpsc::Sender<ubus::ReloadRequest>,
+    /// The config's `serve_wan`, for the status.
+    serve_wan: Mutex<bool>,
     /// ubus messages dropped because they did not decode (a Mutex: 32-bit
     /// MIPS has no 64-bit atomics).
     ubus_malformed: Mutex<u64>,
@@ -101,6 +103,7 @@ impl Shared {
     }
 
     fn set_policy(&self, config: &Config) {
+        *lock(&self.serve_wan) = config.server.serve_wan;
         self.local_stratum
             .store(config.server.local_stratum.unwrap_or(0), Ordering::Relaxed);
         self.clock_control
@@ -199,6 +202,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         clients: Mutex::new(Clients::default()),
         reload: reload_tx,
         ubus_malformed: Mutex::new(0),
+        serve_wan: Mutex::new(false),
     });
     shared.set_policy(&config);
     log_sync_setup(&config);

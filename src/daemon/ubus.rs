@@ -99,7 +99,12 @@ impl Handler for Object {
             }
         };
         match method {
-            "status" => no_args(args).map(|()| table(status_json(&self.shared))),
+            "status" => {
+                no_args(args)?;
+                let mut v = status_json(&self.shared);
+                v["addresses"] = global_addresses().await;
+                Ok(table(v))
+            }
             "upstreams" => no_args(args).map(|()| {
                 let s = snapshot_json(&self.shared, |s| s.upstreams_json());
                 table(json!({ "upstreams": s }))
@@ -196,8 +201,40 @@ fn snapshot_json(shared: &Shared, part: impl FnOnce(&Snapshot<'_>) -> Value) -> 
         rates: &rates,
         clients_seen,
         pinholes,
+        serve_wan: *lock(&shared.serve_wan),
+        wan_open: shared
+            .firewall
+            .wan_open
+            .load(std::sync::atomic::Ordering::Relaxed),
     };
     part(&snapshot)
+}
+
+/// The router's global IPv6 addresses, from a netlink dump.
+async fn global_addresses() -> Value {
+    let Ok((connection, handle, _)) = rtnetlink::new_connection() else {
+        return Value::Array(Vec::new());
+    };
+    let task = tokio::spawn(connection);
+    let dump = crate::netwatch::dump(&handle).await;
+    task.abort();
+    let Ok(snapshot) = dump else {
+        return Value::Array(Vec::new());
+    };
+    let found: Vec<_> = snapshot
+        .addrs
+        .iter()
+        .filter(|a| crate::config::pinhole::is_global(a.address))
+        .map(|a| {
+            let device = snapshot
+                .links
+                .iter()
+                .find(|l| l.index == a.index)
+                .map_or(String::new(), |l| l.name.clone());
+            (device, a.address, a.prefix_len, a.temporary, a.deprecated)
+        })
+        .collect();
+    status::addresses_json(&found)
 }
 
 /// The whole status, as `ubus call ntpgate status` answers it.

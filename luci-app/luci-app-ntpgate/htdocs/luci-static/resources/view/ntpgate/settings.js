@@ -1,0 +1,220 @@
+'use strict';
+'require view';
+'require form';
+
+// The same rules as `ntpgate check` (src/config/), so that what the form
+// accepts the daemon accepts.
+
+function range(min, max, integer) {
+	return function(section_id, value) {
+		if (value == null || value === '')
+			return true;
+		var n = Number(value);
+		if (isNaN(n) || n < min || n > max || (integer && Math.floor(n) != n))
+			return integer ? _('A whole number from %d to %d').format(min, max)
+				: _('A number from %s to %s').format(String(min), String(max));
+		return true;
+	};
+}
+
+function isIPv6(text) {
+	return /^[0-9a-fA-F:.]+$/.test(text) && text.indexOf(':') >= 0 && text.split('::').length <= 2;
+}
+
+// HOST, HOST:PORT, IPV6, [IPV6] or [IPV6]:PORT, as parse_upstream reads it.
+// Pool names are accepted, as `ntpgate check` accepts them with a warning;
+// the status page's pool checklist flags them.
+function validateUpstream(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	var host = value, port = null, m;
+	if ((m = value.match(/^\[([^\]]*)\](?::(.*))?$/)) != null) {
+		if (!isIPv6(m[1]))
+			return _('"%s" is not an IPv6 address').format(m[1]);
+		host = m[1];
+		port = (m[2] === undefined) ? null : m[2];
+	}
+	else if (isIPv6(value)) {
+		host = value;
+	}
+	else if (value.indexOf(':') >= 0) {
+		host = value.split(':')[0];
+		port = value.split(':').slice(1).join(':');
+	}
+	if (port !== null && !(/^[0-9]+$/.test(port) && +port >= 1 && +port <= 65535))
+		return _('"%s" is not a port number (1-65535)').format(port);
+	if (host.length == 0 || host.length > 253 || !/^[A-Za-z0-9.:-]+$/.test(host))
+		return _('Not a host name or address');
+	return true;
+}
+
+// An interface identifier such as ::50: it must fit in the 64-bit host part.
+function validateSuffix(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	if (!isIPv6(value) || value.indexOf('::') != 0)
+		return _('An IPv6 suffix such as ::50');
+	var groups = value.slice(2).split(':').filter(function(g) { return g !== ''; });
+	if (groups.length == 0)
+		return _('The suffix ::0 is the subnet-router anycast address');
+	if (groups.length > 4 || groups.some(function(g) { return !/^[0-9a-fA-F]{1,4}$/.test(g); }))
+		return _('Longer than the 64-bit host part of a LAN prefix');
+	return true;
+}
+
+function validateGlobal(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	if (!isIPv6(value))
+		return _('Not an IPv6 address');
+	var first = parseInt(value.split(':')[0] || '0', 16);
+	if ((first & 0xe000) != 0x2000)
+		return _('Not a global IPv6 address (the WAN cannot reach it)');
+	return true;
+}
+
+return view.extend({
+	render: function() {
+		var m, s, o;
+
+		m = new form.Map('ntpgate', _('NTP server'),
+			_('The NTP server of this router, its upstream servers, and the firewall pinholes that open it and LAN NTP servers to the world. Save & Apply reloads the daemon; a configuration it refuses is logged and the running one kept.'));
+
+		s = m.section(form.NamedSection, 'main', 'server');
+		s.addremove = false;
+		s.tab('server', _('Server'));
+		s.tab('upstreams', _('Upstream servers'));
+		s.tab('ratelimit', _('Rate limiting'));
+		s.tab('advanced', _('Advanced'));
+
+		o = s.taboption('server', form.Flag, 'enabled', _('Enable the NTP server'));
+		o.default = '1';
+		o.rmempty = false;
+
+		o = s.taboption('server', form.DynamicList, 'listen', _('Listen addresses'),
+			_('"::" is every address, IPv4 and IPv6.'));
+		o.datatype = 'ipaddr';
+		o.placeholder = '::';
+
+		o = s.taboption('server', form.Value, 'port', _('Port'));
+		o.datatype = 'port';
+		o.placeholder = '123';
+		o.validate = range(1, 65535, true);
+
+		o = s.taboption('server', form.Flag, 'serve_wan', _('Serve the WAN'),
+			_('Open the router\'s NTP port to the internet: needed to join the NTP Pool.'));
+
+		o = s.taboption('server', form.DynamicList, 'allow', _('Allow only'),
+			_('Prefixes allowed to ask; empty allows everyone.'));
+		o.datatype = 'cidr';
+
+		o = s.taboption('server', form.DynamicList, 'deny', _('Deny'),
+			_('Prefixes never answered.'));
+		o.datatype = 'cidr';
+
+		o = s.taboption('upstreams', form.DynamicList, 'upstream', _('Upstream servers'),
+			_('At least four, near you, that do not smear leap seconds. Without any, primary servers of PTB and Netnod are used.'));
+		o.validate = validateUpstream;
+
+		o = s.taboption('upstreams', form.Value, 'min_sources', _('Minimum agreeing servers'));
+		o.placeholder = '3';
+		o.validate = range(1, 16, true);
+
+		o = s.taboption('upstreams', form.Flag, 'clock_control', _('Steer the clock'),
+			_('Off: measure and serve only, never change the clock.'));
+		o.default = '1';
+
+		o = s.taboption('upstreams', form.Value, 'makestep', _('Step threshold (s)'),
+			_('Step the clock at start when it is off by more than this; 0 never steps.'));
+		o.placeholder = '0.128';
+		o.validate = range(0, 1e6, false);
+
+		o = s.taboption('upstreams', form.Value, 'max_distance', _('Maximum root distance (s)'));
+		o.placeholder = '1';
+		o.validate = range(0.001, 16, false);
+
+		o = s.taboption('ratelimit', form.Flag, 'ratelimit', _('Rate limit clients'));
+		o.default = '1';
+
+		o = s.taboption('ratelimit', form.Value, 'ratelimit_interval', _('Average interval (s)'));
+		o.placeholder = '2';
+		o.validate = range(0.001, 3600, false);
+		o.depends('ratelimit', '1');
+
+		o = s.taboption('ratelimit', form.Value, 'ratelimit_burst', _('Burst'));
+		o.placeholder = '8';
+		o.validate = range(1, 1024, true);
+		o.depends('ratelimit', '1');
+
+		o = s.taboption('ratelimit', form.Value, 'ratelimit_leak', _('Leak (answer 1 in 2^N limited requests)'));
+		o.placeholder = '2';
+		o.validate = range(0, 16, true);
+		o.depends('ratelimit', '1');
+
+		o = s.taboption('ratelimit', form.Flag, 'ratelimit_kod', _('Send RATE kiss-o\'-death'));
+		o.depends('ratelimit', '1');
+
+		o = s.taboption('ratelimit', form.Value, 'ratelimit_prefix6', _('IPv6 prefix length per client'));
+		o.placeholder = '64';
+		o.validate = range(16, 128, true);
+		o.depends('ratelimit', '1');
+
+		o = s.taboption('advanced', form.Value, 'local_stratum', _('Serve the local clock at stratum'),
+			_('Labs only: a pool server must never use this.'));
+		o.validate = range(1, 15, true);
+
+		o = s.taboption('advanced', form.Value, 'pinhole_timeout', _('Pinhole timeout (s)'),
+			_('Holes close by themselves this long after the daemon stops.'));
+		o.placeholder = '60';
+		o.validate = range(3, 3600, true);
+
+		o = s.taboption('advanced', form.Value, 'driftfile', _('Drift file'));
+		o.placeholder = '/var/lib/ntpgate/drift';
+
+		s = m.section(form.GridSection, 'pinhole', _('Pinholes'),
+			_('LAN hosts whose NTP server the WAN may reach on UDP 123 (IPv6). Give one of suffix, MAC or address.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = '1';
+		o.editable = true;
+
+		o = s.option(form.Value, 'interface', _('Interface'));
+		o.placeholder = 'lan';
+		o.datatype = 'uciname';
+
+		o = s.option(form.Value, 'suffix', _('Suffix'));
+		o.placeholder = '::50';
+		o.validate = function(section_id, value) {
+			var given = [ value, this.section.formvalue(section_id, 'mac'),
+				this.section.formvalue(section_id, 'address') ].filter(function(v) { return v; });
+			if (given.length > 1)
+				return _('Give one of suffix, MAC or address, not several');
+			return validateSuffix(section_id, value);
+		};
+
+		o = s.option(form.Value, 'mac', _('MAC address'));
+		o.datatype = 'macaddr';
+		o.validate = function(section_id, value) {
+			if (value && (parseInt(value.slice(0, 2), 16) & 1 || /^(00:){5}00$/.test(value)))
+				return _('Not a host\'s MAC address (multicast or zero)');
+			return true;
+		};
+
+		o = s.option(form.Value, 'address', _('Fixed address'));
+		o.validate = validateGlobal;
+
+		o = s.option(form.Flag, 'health_check', _('Health check'));
+
+		o = s.option(form.Value, 'health_interval', _('Check every (s)'));
+		o.placeholder = '60';
+		o.validate = range(1, 3600, true);
+
+		o = s.option(form.Value, 'limit_pps', _('Limit per source (packets/s)'));
+		o.validate = range(1, 1000000, true);
+
+		return m.render();
+	}
+});
