@@ -345,7 +345,10 @@ fn settings_form_validates_as_ntpgate_check() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt-package/ntpgate/files/ntpgate.config"),
     )
     .unwrap();
-    let uci = uci_json(&(default.clone() + "config pinhole 'nas'\n\toption interface 'lan'\n"));
+    let uci = uci_json(
+        &(default.clone()
+            + "config pinhole 'nas'\n\toption interface 'lan'\nconfig firewall 'fw'\n"),
+    );
     // (section, option, value): every validated option, good and bad values.
     let cases: Vec<(&str, &str, &str)> = vec![
         ("main", "port", "123"),
@@ -440,7 +443,11 @@ fn settings_form_validates_as_ntpgate_check() {
         "network",
     );
     for ((section, option, value), ui) in cases.iter().zip(&results) {
-        let text = if *section == "main" {
+        let text = if *section == "fw" {
+            format!(
+                "config server 'main'\n\toption local_stratum '3'\nconfig firewall 'fw'\n\toption {option} '{value}'\n"
+            )
+        } else if *section == "main" {
             let list = if *option == "upstream" {
                 "list"
             } else {

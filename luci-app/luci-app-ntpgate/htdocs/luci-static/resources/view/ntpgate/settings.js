@@ -62,6 +62,13 @@ function validateSuffix(section_id, value) {
 	return true;
 }
 
+// nftables names: a letter, then letters, digits, _ . -
+function validateNftName(section_id, value) {
+	if (!value)
+		return true;
+	return (/^[A-Za-z][A-Za-z0-9_.-]*$/.test(value) && value.length < 256) ? true : _('Not an nftables name');
+}
+
 function validateGlobal(section_id, value) {
 	if (value == null || value === '')
 		return true;
@@ -171,6 +178,35 @@ return view.extend({
 		o = s.taboption('advanced', form.Value, 'driftfile', _('Drift file'));
 		o.placeholder = '/var/lib/ntpgate/drift';
 
+		o = s.taboption('advanced', form.Value, 'ubus_socket', _('ubus socket'));
+		o.placeholder = '/var/run/ubus/ubus.sock';
+
+		s = m.section(form.TypedSection, 'firewall', _('Firewall without fw4'),
+			_('Only for systems without fw4: the nftables table the pinholes live in, and whether ntpgate adds its own sets, chain and rules there.'));
+		s.anonymous = true;
+		s.addremove = true;
+
+		o = s.option(form.Value, 'family', _('Family'));
+		o.placeholder = 'inet';
+		o.validate = function(section_id, value) {
+			return (!value || value == 'inet' || value == 'ip6') ? true : _('inet or ip6');
+		};
+
+		o = s.option(form.Value, 'table', _('Table'));
+		o.placeholder = 'fw4';
+		o.validate = validateNftName;
+
+		o = s.option(form.Flag, 'create', _('Add our sets, chain and rules to the table'));
+
+		[ [ 'forward_chain', _('Forward chain'), 'forward' ], [ 'input_chain', _('Input chain'), 'input' ],
+		  [ 'lan_set', _('LAN hosts set'), 'ntpgate_lan6' ], [ 'router_set', _('Router ports set'), 'ntpgate_router' ],
+		  [ 'limit_chain', _('Rate limit chain'), 'ntpgate_limit' ], [ 'limit_set', _('Rate limit set'), 'ntpgate_flood' ]
+		].forEach(function(f) {
+			o = s.option(form.Value, f[0], f[1]);
+			o.placeholder = f[2];
+			o.validate = validateNftName;
+		});
+
 		s = m.section(form.GridSection, 'pinhole', _('Pinholes'),
 			_('LAN hosts whose NTP server the WAN may reach on UDP 123 (IPv6). Give one of suffix, MAC or address.'));
 		s.addremove = true;
@@ -184,6 +220,10 @@ return view.extend({
 		o = s.option(form.Value, 'interface', _('Interface'));
 		o.placeholder = 'lan';
 		o.datatype = 'uciname';
+
+		o = s.option(form.Value, 'device', _('Device'));
+		o.placeholder = _('from the interface');
+		o.modalonly = true;
 
 		o = s.option(form.Value, 'suffix', _('Suffix'));
 		o.placeholder = '::50';
