@@ -32,17 +32,6 @@ impl Drop for LanChronyd {
     }
 }
 
-fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if done() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
-}
-
 const NEW_ROUTER_LAN: &str = "2001:db8:2000::1";
 const NEW_LAN_HOST: &str = "2001:db8:2000::50";
 
@@ -90,12 +79,7 @@ fn pinholes_follow_the_lan_and_close_when_they_should() {
     // The status counts what the sets held at their last check (2 s).
     std::thread::sleep(Duration::from_millis(2500));
     let line = d.usr1_line("notice: pinhole: nas");
-    let packets: u64 = line
-        .split("packets=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let packets = field(&line, "packets");
     // The queries from the WAN pass the hole (the replies and the health
     // checks go the other way and are not counted there).
     assert!(packets >= 5, "{line}");
@@ -273,12 +257,7 @@ fn per_source_rate_limit_drops_a_flood_and_spares_other_sources() {
     assert_eq!(other, 5, "the other source was limited too");
     std::thread::sleep(Duration::from_millis(2500));
     let line = d.usr1_line("notice: pinhole: nas");
-    let dropped: u64 = line
-        .split("limited=")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
+    let dropped = field(&line, "limited");
     assert!(dropped >= 450, "{line}");
 
     // The limit taken out of the config (SIGHUP): the same flood passes.

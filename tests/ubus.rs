@@ -229,14 +229,8 @@ fn pinhole_devices_come_from_netifd() {
             "config interface 'lan'\n\toption device 'br-old'\n",
         )],
     );
-    let start = std::time::Instant::now();
-    while !net.answers(LAN_HOST, 123) {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no hole: {}",
-            d.log()
-        );
-    }
+    within(Duration::from_secs(10), || net.answers(LAN_HOST, 123))
+        .unwrap_or_else(|| panic!("no hole: {}", d.log()));
     assert!(
         d.log().contains("pinholes: interface devices from netifd"),
         "{}",

@@ -211,57 +211,37 @@ fn table_at(data: &[u8], depth: usize) -> Result<Vec<(String, Msg)>, Error> {
 }
 
 fn builder(name: &str, msg: &Msg) -> BlobMsgBuilder<'static> {
-    let kind = |t: BlobMsgType| t.value();
     // BlobMsgBuilder pads every push to 4 bytes, as libubox does, and its
     // pushes fail only past 16 MiB; ubus messages are at most 1 MiB,
     // checked before they are sent.
-    match msg {
-        Msg::Unspec => BlobMsgBuilder::new_extended(kind(BlobMsgType::UNSPEC), name),
-        Msg::Array(items) => {
-            let mut b = BlobMsgBuilder::new_extended(kind(BlobMsgType::ARRAY), name);
-            for item in items {
-                let _ = b.push_bytes(builder("", item).data());
-            }
-            b
-        }
-        Msg::Table(fields) => {
-            let mut b = BlobMsgBuilder::new_extended(kind(BlobMsgType::TABLE), name);
-            for (n, v) in fields {
-                let _ = b.push_bytes(builder(n, v).data());
-            }
-            b
-        }
-        Msg::String(s) => {
-            let mut b = BlobMsgBuilder::new_extended(kind(BlobMsgType::STRING), name);
-            let _ = b.push_str(s);
-            b
-        }
-        Msg::Int64(n) => {
-            let mut b = BlobMsgBuilder::new_extended(kind(BlobMsgType::INT64), name);
-            let _ = b.push_int64(*n);
-            b
-        }
-        Msg::Int32(n) => {
-            let mut b = BlobMsgBuilder::new_extended(kind(BlobMsgType::INT32), name);
-            let _ = b.push_int32(*n);
-            b
-        }
-        Msg::Int16(n) => {
-            let mut b = BlobMsgBuilder::new_extended(kind(BlobMsgType::INT16), name);
-            let _ = b.push_int16(*n);
-            b
-        }
-        Msg::Bool(v) => {
-            let mut b = BlobMsgBuilder::new_extended(kind(BlobMsgType::BOOL), name);
-            let _ = b.push_bool(*v);
-            b
-        }
-        Msg::Double(d) => {
-            let mut b = BlobMsgBuilder::new_extended(kind(BlobMsgType::DOUBLE), name);
-            let _ = b.push_double(*d);
-            b
-        }
-    }
+    let kind = match msg {
+        Msg::Unspec => BlobMsgType::UNSPEC,
+        Msg::Array(_) => BlobMsgType::ARRAY,
+        Msg::Table(_) => BlobMsgType::TABLE,
+        Msg::String(_) => BlobMsgType::STRING,
+        Msg::Int64(_) => BlobMsgType::INT64,
+        Msg::Int32(_) => BlobMsgType::INT32,
+        Msg::Int16(_) => BlobMsgType::INT16,
+        Msg::Bool(_) => BlobMsgType::BOOL,
+        Msg::Double(_) => BlobMsgType::DOUBLE,
+    };
+    let mut b = BlobMsgBuilder::new_extended(kind.value(), name);
+    let _ = match msg {
+        Msg::Unspec => Ok(()),
+        Msg::Array(items) => items
+            .iter()
+            .try_for_each(|item| b.push_bytes(builder("", item).data())),
+        Msg::Table(fields) => fields
+            .iter()
+            .try_for_each(|(n, v)| b.push_bytes(builder(n, v).data())),
+        Msg::String(s) => b.push_str(s),
+        Msg::Int64(n) => b.push_int64(*n),
+        Msg::Int32(n) => b.push_int32(*n),
+        Msg::Int16(n) => b.push_int16(*n),
+        Msg::Bool(v) => b.push_bool(*v),
+        Msg::Double(d) => b.push_double(*d),
+    };
+    b
 }
 
 /// Encode table fields as the payload of a table (or a DATA attribute).
