@@ -1,8 +1,9 @@
 //! The daemon: a thin tokio shell around the protocol core. It binds the
 //! sockets, moves datagrams between them and [`ntp::server`](crate::ntp::server),
-//! runs the upstream tasks of the sync engine (`sync`), keeps the counters,
-//! and handles signals: SIGTERM/SIGINT stop, SIGHUP reloads the config,
-//! SIGUSR1 logs the counters and the sync state.
+//! runs the upstream tasks of the sync engine (`sync`), the pinholes
+//! (`firewall`, with `netifd`), the ubus object (`ubus`), keeps the
+//! counters, and handles signals: SIGTERM/SIGINT stop, SIGHUP (or ubus
+//! `reload`) reloads the config, SIGUSR1 logs the counters and the state.
 
 mod firewall;
 mod netifd;
@@ -87,7 +88,7 @@ struct Shared {
     /// Reloads asked for on ubus, done by the main loop.
     reload: mpsc::Sender<ubus::ReloadRequest>,
     /// The config's `serve_wan`, for the status.
-    serve_wan: Mutex<bool>,
+    serve_wan: AtomicBool,
     /// ubus messages dropped because they did not decode (a Mutex: 32-bit
     /// MIPS has no 64-bit atomics).
     ubus_malformed: Mutex<u64>,
@@ -103,7 +104,8 @@ impl Shared {
     }
 
     fn set_policy(&self, config: &Config) {
-        *lock(&self.serve_wan) = config.server.serve_wan;
+        self.serve_wan
+            .store(config.server.serve_wan, Ordering::Relaxed);
         self.local_stratum
             .store(config.server.local_stratum.unwrap_or(0), Ordering::Relaxed);
         self.clock_control
@@ -202,7 +204,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         clients: Mutex::new(Clients::default()),
         reload: reload_tx,
         ubus_malformed: Mutex::new(0),
-        serve_wan: Mutex::new(false),
+        serve_wan: AtomicBool::new(false),
     });
     shared.set_policy(&config);
     log_sync_setup(&config);

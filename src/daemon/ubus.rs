@@ -201,7 +201,7 @@ fn snapshot_json(shared: &Shared, part: impl FnOnce(&Snapshot<'_>) -> Value) -> 
         rates: &rates,
         clients_seen,
         pinholes,
-        serve_wan: *lock(&shared.serve_wan),
+        serve_wan: shared.serve_wan.load(std::sync::atomic::Ordering::Relaxed),
         wan_open: shared
             .firewall
             .wan_open
