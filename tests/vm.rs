@@ -148,9 +148,13 @@ poweroff -f
         .find(|l| l.contains("VM before:"))
         .and_then(offset)
         .expect("a first query");
+    // The RTC has whole seconds, so the guest starts 1-2 s ahead; a TCG
+    // guest's clock also falls behind while it boots on a busy machine (seen:
+    // 0.64 s ahead at the first query). What matters is that it is clearly
+    // off, and that ntpgate steps it by what it is off.
     assert!(
-        (-3.2..=-0.8).contains(&before),
-        "the VM clock starts about 2 s ahead: offset {before}"
+        (-3.2..=-0.3).contains(&before),
+        "the VM clock starts ahead: offset {before}"
     );
     let step: f64 = console
         .lines()

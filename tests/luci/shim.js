@@ -183,7 +183,9 @@ var form = (function() {
 			]);
 		}
 		var tabs = this.tabs.length ? this.tabs : [[null, null]];
-		return E('div', { 'class': 'cbi-section', 'data-section': this.sectiontype }, tabs.map(function(t) {
+		return E('div', { 'class': 'cbi-section', 'data-section': this.sectiontype }, [
+			this.title ? E('h3', {}, this.title) : '', E('p', {}, this.description || '')
+		].concat(tabs.map(function(t) {
 			return E('div', { 'class': 'cbi-tab', 'data-tab': t[0] || '' }, [ t[1] ? E('h3', {}, t[1]) : '' ].concat(
 				ids.length ? self.children.filter(function(o) { return o.tab == t[0] || t[0] == null; }).map(function(o) {
 					return E('div', { 'class': 'cbi-value', 'data-name': o.option }, [
@@ -192,7 +194,7 @@ var form = (function() {
 						o.description ? E('div', { 'class': 'cbi-value-description' }, o.description) : ''
 					]);
 				}) : []));
-		}));
+		})));
 	};
 	function Map(config, title, description) {
 		this.config = config; this.title = title; this.description = description; this.sections = [];
