@@ -197,12 +197,10 @@ fn status_page_renders_real_status_answers() {
             free_port()
         ),
         |s| {
+            let ups = s["upstreams"].as_array().unwrap();
             s["sync"]["synchronised"] == true
-                && s["upstreams"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .all(|u| u["reach"] != 0)
+                && ups.iter().all(|u| u["reach"] != 0)
+                && ups.iter().any(|u| u["status"] == "selected")
         },
     );
     let t = status_page("synchronised", &synced);
