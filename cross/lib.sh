@@ -19,13 +19,17 @@ cross_setup() {
         flags="-C target-feature=+crt-static"
         ;;
     arm_cortex-a7_neon-vfpv4)
+        # zig's CPU string (cargo-zigbuild's) is `+vfp3 -d32 -neon`: the C
+        # parts (musl) stay within d0-d15; Rust's own code may use d16-d31,
+        # which these cores have.
         target=armv7-unknown-linux-musleabihf build_std=1
         zig_target="arm-linux-musleabihf -mcpu=generic+v7a+vfp3-d32+thumb2-neon"
         ;;
     arm_cortex-a9)
         target=armv7-unknown-linux-musleabihf build_std=1
-        zig_target="arm-linux-musleabihf -mcpu=generic+v7a+vfp3d16+thumb2"
-        # Many Cortex-A9 routers have VFPv3-D16: no d16-d31 registers.
+        zig_target="arm-linux-musleabihf -mcpu=generic+v7a+vfp3-d32+thumb2-neon"
+        # Many Cortex-A9 routers have VFPv3-D16: no d16-d31 registers, in
+        # Rust's code either (checked: llvm-objdump finds none in the binary).
         flags="-C target-feature=-d32"
         ;;
     aarch64_cortex-a53 | aarch64_generic)
