@@ -13,7 +13,6 @@ pub mod kind {
     pub const HELLO: u8 = 0;
     pub const STATUS: u8 = 1;
     pub const DATA: u8 = 2;
-    pub const PING: u8 = 3;
     pub const LOOKUP: u8 = 4;
     pub const INVOKE: u8 = 5;
     pub const ADD_OBJECT: u8 = 6;
