@@ -186,11 +186,20 @@ async fn list(fw: &FirewallConfig, what: &str, name: &str) -> Result<Option<Stri
     )))
 }
 
+/// How an object of ours is named in [`Found::missing`]: `set inet fw4
+/// ntpgate_lan6`, `chain ...`, or `rule "<comment>"`.
+fn object(fw: &FirewallConfig, kind: &str, name: &str) -> String {
+    if kind == "rule" {
+        format!("rule \"{name}\"")
+    } else {
+        format!("{kind} {} {} {name}", fw.family.as_str(), fw.table)
+    }
+}
+
 /// Read our sets and chain, and in `create` mode our rules.
 pub async fn read(fw: &FirewallConfig) -> Result<Found, Error> {
     let mut found = Found::default();
     let cur = &mut found.current;
-    let family = fw.family.as_str();
     match list(fw, "set", &fw.lan_set).await? {
         Some(json) => {
             cur.lan = parse_set(&json)?
@@ -198,9 +207,7 @@ pub async fn read(fw: &FirewallConfig) -> Result<Found, Error> {
                 .filter_map(|(a, c)| a.parse::<Ipv6Addr>().ok().map(|a| (a, c)))
                 .collect();
         }
-        None => found
-            .missing
-            .push(format!("set {family} {} {}", fw.table, fw.lan_set)),
+        None => found.missing.push(object(fw, "set", &fw.lan_set)),
     }
     match list(fw, "set", &fw.router_set).await? {
         Some(json) => {
@@ -209,9 +216,7 @@ pub async fn read(fw: &FirewallConfig) -> Result<Found, Error> {
                 .filter_map(|(p, _)| p.parse().ok())
                 .collect();
         }
-        None => found
-            .missing
-            .push(format!("set {family} {} {}", fw.table, fw.router_set)),
+        None => found.missing.push(object(fw, "set", &fw.router_set)),
     }
     match list(fw, "chain", &fw.limit_chain).await? {
         Some(json) => {
@@ -220,15 +225,11 @@ pub async fn read(fw: &FirewallConfig) -> Result<Found, Error> {
                 .filter_map(|(r, c)| Some((parse_limit(&r.comment)?, c)))
                 .collect();
         }
-        None => found
-            .missing
-            .push(format!("chain {family} {} {}", fw.table, fw.limit_chain)),
+        None => found.missing.push(object(fw, "chain", &fw.limit_chain)),
     }
     if fw.create {
         if list(fw, "set", &fw.limit_set).await?.is_none() {
-            found
-                .missing
-                .push(format!("set {family} {} {}", fw.table, fw.limit_set));
+            found.missing.push(object(fw, "set", &fw.limit_set));
         }
         for chain in [&fw.forward_chain, &fw.input_chain] {
             if let Some(json) = list(fw, "chain", chain).await? {
@@ -238,7 +239,7 @@ pub async fn read(fw: &FirewallConfig) -> Result<Found, Error> {
         }
         for comment in [JUMP_COMMENT, ACCEPT_COMMENT, ROUTER_COMMENT] {
             if !cur.rules.iter().any(|r| r.comment == comment) {
-                found.missing.push(format!("rule \"{comment}\""));
+                found.missing.push(object(fw, "rule", comment));
             }
         }
     }
@@ -393,7 +394,7 @@ pub fn batch(fw: &FirewallConfig, current: &Current, desired: &Desired, timeout:
 /// rule, so when either is missing both are put back in that order.
 pub fn create(fw: &FirewallConfig, current: &Current, missing: &[String]) -> Commands {
     let family_name = fw.family.as_str();
-    let lacks = |what: String| missing.contains(&what);
+    let lacks = |kind: &str, name: &str| missing.contains(&object(fw, kind, name));
     let mut c = Commands::default();
     let set = |name: &str, kind: Value, flags: Value, extra: Value| {
         let mut s = json!({
@@ -406,7 +407,7 @@ pub fn create(fw: &FirewallConfig, current: &Current, missing: &[String]) -> Com
         json!({ "add": { "set": s } })
     };
     let counted = json!({ "stmt": [{ "counter": null }] });
-    if lacks(format!("set {family_name} {} {}", fw.table, fw.lan_set)) {
+    if lacks("set", &fw.lan_set) {
         c.0.push(set(
             &fw.lan_set,
             json!("ipv6_addr"),
@@ -414,7 +415,7 @@ pub fn create(fw: &FirewallConfig, current: &Current, missing: &[String]) -> Com
             counted.clone(),
         ));
     }
-    if lacks(format!("set {family_name} {} {}", fw.table, fw.router_set)) {
+    if lacks("set", &fw.router_set) {
         c.0.push(set(
             &fw.router_set,
             json!("inet_service"),
@@ -422,7 +423,7 @@ pub fn create(fw: &FirewallConfig, current: &Current, missing: &[String]) -> Com
             counted,
         ));
     }
-    if lacks(format!("set {family_name} {} {}", fw.table, fw.limit_set)) {
+    if lacks("set", &fw.limit_set) {
         // A set that rules update from the packet path must be created
         // `dynamic`, a flag nft's JSON parser learnt only after 1.0.6.
         c.1.push(format!(
@@ -430,14 +431,11 @@ pub fn create(fw: &FirewallConfig, current: &Current, missing: &[String]) -> Com
             fw.table, fw.limit_set
         ));
     }
-    if lacks(format!(
-        "chain {family_name} {} {}",
-        fw.table, fw.limit_chain
-    )) {
+    if lacks("chain", &fw.limit_chain) {
         c.cmd(NfCmd::Add(chain(fw)));
     }
     let ntp = || matches(payload("udp", "dport"), json!(123));
-    let rule_missing = |comment: &str| lacks(format!("rule \"{comment}\""));
+    let rule_missing = |comment: &str| lacks("rule", comment);
     if rule_missing(JUMP_COMMENT) || rule_missing(ACCEPT_COMMENT) {
         for r in current
             .rules
@@ -499,8 +497,7 @@ fn delete_rule<'a>(fw: &'a FirewallConfig, r: &'a OurRule) -> NfCmd<'a> {
 /// A clean stop: close every hole now. With fw4 our elements and limit
 /// rules go; in `create` mode everything we added goes.
 pub fn remove(fw: &FirewallConfig, found: &Found) -> Commands {
-    let has = |what: String| !found.missing.contains(&what);
-    let family_name = fw.family.as_str();
+    let has = |kind: &str, name: &str| !found.missing.contains(&object(fw, kind, name));
     let mut c = batch(fw, &found.current, &Desired::default(), 0);
     if !fw.create {
         return c;
@@ -508,14 +505,11 @@ pub fn remove(fw: &FirewallConfig, found: &Found) -> Commands {
     for r in &found.current.rules {
         c.cmd(delete_rule(fw, r));
     }
-    if has(format!(
-        "chain {family_name} {} {}",
-        fw.table, fw.limit_chain
-    )) {
+    if has("chain", &fw.limit_chain) {
         c.cmd(NfCmd::Delete(chain(fw)));
     }
     for set in [&fw.lan_set, &fw.router_set, &fw.limit_set] {
-        if has(format!("set {family_name} {} {set}", fw.table)) {
+        if has("set", set) {
             c.cmd(NfCmd::Delete(NfListObject::Set(Box::new(Set {
                 family: family(fw),
                 table: Cow::Borrowed(&fw.table),
