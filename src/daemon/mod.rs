@@ -431,6 +431,8 @@ async fn serve_socket(socket: ServerSocket, shared: Arc<Shared>) {
         }
     };
     let mut receive_errors = 0u64;
+    // The batch's source addresses, for the busiest-clients table.
+    let mut sources = Vec::with_capacity(udp::BATCH);
     loop {
         if let Err(e) = socket.readable().await {
             error!("{local}: {e}");
@@ -452,7 +454,7 @@ async fn serve_socket(socket: ServerSocket, shared: Arc<Shared>) {
         let monotonic_ns = shared.epoch.elapsed().as_nanos() as u64;
         let state = *lock(&shared.state);
         let mut counters = ServerCounters::default();
-        let mut sources = Vec::with_capacity(n);
+        sources.clear();
         {
             let mut server = lock(&shared.server);
             for i in 0..n {
