@@ -243,6 +243,8 @@ async fn reconcile_task(
     shared: Arc<Shared>,
 ) {
     let mut pinholes = configured.clone();
+    // netifd is asked only for pinholes that name an interface, not a device.
+    let needs_netifd = configured.iter().any(|p| !p.device_given);
     let mut netifd_asked: Option<Instant> = None;
     let mut netifd_answered = false;
     let (connection, handle, mut events) = match netwatch::subscribe() {
@@ -280,7 +282,7 @@ async fn reconcile_task(
         } else {
             CHECK_INTERVAL
         };
-        if netifd_asked.is_none_or(|t| t.elapsed() >= ask_every) {
+        if needs_netifd && netifd_asked.is_none_or(|t| t.elapsed() >= ask_every) {
             netifd_asked = Some(Instant::now());
             match netifd::devices(&ubus).await {
                 Ok(devices) => {
