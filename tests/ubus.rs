@@ -13,6 +13,7 @@ use common::ubusd::Ubusd;
 use common::*;
 use ntpgate::ubus::blob::Msg;
 use ntpgate::ubus::session::{Connection, Error, Handler, Table};
+use ntpgate::ubus::wire::{self as wire, Message, Value, attr, kind};
 
 fn config(socket: &std::path::Path, port: u16) -> String {
     format!(
@@ -236,4 +237,110 @@ fn pinhole_devices_come_from_netifd() {
         "{}",
         d.log()
     );
+}
+
+fn read_message(stream: &mut std::os::unix::net::UnixStream) -> Message {
+    use std::io::Read;
+    let mut start = [0u8; 12];
+    stream.read_exact(&mut start).unwrap();
+    let mut bytes = vec![0u8; wire::length(&start).unwrap()];
+    bytes[..12].copy_from_slice(&start);
+    stream.read_exact(&mut bytes[12..]).unwrap();
+    wire::decode(&bytes).unwrap()
+}
+
+/// What the object receives when LuCI calls it: uhttpd adds the caller's
+/// `ubus_rpc_session` to every call (shared/fixtures/luci/: the JSON-RPC
+/// capture, and the INVOKE byte for byte as ubusd delivered it). The
+/// daemon answers it; any other unexpected argument is still status 2.
+#[test]
+fn luci_calls_through_uhttpd_are_answered() {
+    use std::io::Write;
+
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/luci/invoke-status-from-uhttpd.hex"
+    ))
+    .unwrap();
+    let invoke_hex: String = fixture.split_whitespace().collect();
+    // The fixture's object id is ubusd's choice of that run; this ubusd
+    // hands out another, and the INVOKE is addressed to it.
+    let (captured_id, our_id) = ("d9c2f37f", 0x0a0b_0c0d_u32);
+    assert!(invoke_hex.contains(captured_id));
+    let invoke = invoke_hex.replace(captured_id, &format!("{our_id:08x}"));
+    let invoke: Vec<u8> = (0..invoke.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&invoke[i..i + 2], 16).unwrap())
+        .collect();
+
+    let socket = scratch_dir().join("ubus.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let d = Daemon::start(&config(&socket, free_port()), 1);
+    let (mut stream, _) = listener.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // ubusd's side: HELLO with the client id, then the object's id.
+    let client_id = 0x914c_64f8;
+    stream
+        .write_all(&Message::new(kind::HELLO, 0, client_id).encode())
+        .unwrap();
+    let add = read_message(&mut stream);
+    assert_eq!(add.kind, kind::ADD_OBJECT, "{}", d.log());
+    assert_eq!(add.str(attr::OBJPATH), Some("ntpgate"));
+    stream
+        .write_all(
+            &Message::new(kind::DATA, add.seq, 0)
+                .with(attr::OBJID, Value::U32(our_id))
+                .with(attr::OBJTYPE, Value::U32(0x0a0b_0c0e))
+                .encode(),
+        )
+        .unwrap();
+    stream
+        .write_all(
+            &Message::new(kind::STATUS, add.seq, 0)
+                .with(attr::STATUS, Value::U32(0))
+                .encode(),
+        )
+        .unwrap();
+
+    // The captured INVOKE: the status, then STATUS 0, to the caller.
+    stream.write_all(&invoke).unwrap();
+    let data = read_message(&mut stream);
+    assert_eq!(data.kind, kind::DATA, "{}", d.log());
+    let caller = 0x1858_895f;
+    assert_eq!(data.peer, caller);
+    let status = Msg::Table(data.table(attr::DATA).unwrap().to_vec()).to_json();
+    assert_eq!(status["sync"]["stratum"], 3, "{status}");
+    let done = read_message(&mut stream);
+    assert_eq!((done.kind, done.u32(attr::STATUS)), (kind::STATUS, Some(0)));
+
+    // The same call with one argument more, or a session that is not a
+    // string: invalid argument, as before.
+    for (seq, data) in [
+        (
+            0x20,
+            vec![
+                ("ubus_rpc_session".to_string(), Msg::String("0".repeat(32))),
+                ("verbose".to_string(), Msg::Bool(true)),
+            ],
+        ),
+        (0x21, vec![("ubus_rpc_session".to_string(), Msg::Int32(1))]),
+    ] {
+        let m = Message::new(kind::INVOKE, seq, caller)
+            .with(attr::OBJID, Value::U32(our_id))
+            .with(attr::METHOD, Value::Str("status".into()))
+            .with(attr::USER, Value::Str("root".into()))
+            .with(attr::GROUP, Value::Str("root".into()))
+            .with(attr::DATA, Value::Table(data));
+        stream.write_all(&m.encode()).unwrap();
+        let answer = read_message(&mut stream);
+        assert_eq!(
+            (answer.kind, answer.seq, answer.u32(attr::STATUS)),
+            (kind::STATUS, seq, Some(2))
+        );
+    }
+    drop(stream);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
 }

@@ -91,6 +91,7 @@ fn table(v: Value) -> Table {
 
 impl Handler for Object {
     async fn invoke(&self, method: &str, args: &[(String, Msg)]) -> Result<Table, u32> {
+        let args = &without_session(args)?[..];
         let no_args = |args: &[(String, Msg)]| {
             if args.is_empty() {
                 Ok(())
@@ -144,6 +145,22 @@ impl Handler for Object {
             _ => Err(code::METHOD_NOT_FOUND),
         }
     }
+}
+
+/// The arguments without `ubus_rpc_session`, which uhttpd adds to every
+/// call it forwards from LuCI (shared/fixtures/luci/uhttpd-ubus-capture.txt);
+/// OpenWrt's own objects ignore it. Anything but a string there is a bad
+/// argument.
+fn without_session(args: &[(String, Msg)]) -> Result<Vec<(String, Msg)>, u32> {
+    let mut rest = Vec::with_capacity(args.len());
+    for (name, value) in args {
+        match (name.as_str(), value) {
+            ("ubus_rpc_session", Msg::String(_)) => {}
+            ("ubus_rpc_session", _) => return Err(code::INVALID_ARGUMENT),
+            _ => rest.push((name.clone(), value.clone())),
+        }
+    }
+    Ok(rest)
 }
 
 fn health_text(h: Option<&Health>, checked: bool) -> String {
