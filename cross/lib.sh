@@ -50,7 +50,7 @@ cross_setup() {
     export CARGO_TARGET_DIR="$work"
     args=(--locked --no-default-features --target "$target")
     if [ "$build_std" = 1 ]; then
-        rustup component list --installed | grep -q '^rust-src' || {
+        grep -q '^rust-src' <<<"$(rustup component list --installed)" || {
             step "adding rustup component rust-src"
             rustup component add rust-src || die "cannot add rust-src"
         }
@@ -75,7 +75,7 @@ cross_setup() {
             args+=(-Z build-std)
         fi
     else
-        rustup target list --installed | grep -qx "$target" || {
+        grep -qx "$target" <<<"$(rustup target list --installed)" || {
             step "adding rustup target $target"
             rustup target add "$target" || die "cannot add the rustup target $target"
         }

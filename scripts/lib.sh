@@ -37,7 +37,9 @@ need_rust() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust with rustup (https://rustup.rs)"
     local component
     for component in rustfmt clippy; do
-        if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+        # A here-string, not a pipe: with pipefail, grep -q leaving early
+        # could fail the pipeline through SIGPIPE.
+        if ! grep -q "^$component" <<<"$(rustup component list --installed 2>/dev/null)"; then
             step "adding rustup component $component"
             rustup component add "$component" || die "cannot add the rustup component $component"
         fi

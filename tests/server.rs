@@ -145,6 +145,58 @@ fn garbage_gets_no_reply_and_is_counted() {
     }
 }
 
+/// What goes out on the wire is never longer than what came in, for
+/// requests of the shapes clients send and those an amplifier would want
+/// answered: shorter than a header, NTPv1-3 with each MAC, NTPv4 with
+/// extension fields and MACs.
+#[test]
+fn no_reply_is_longer_than_its_request() {
+    let port = free_port();
+    let d = Daemon::start(&config(port, "\toption ratelimit '0'\n"), 2);
+    let ext = |p: &mut Vec<u8>| {
+        p.extend_from_slice(&[0x01, 0x04, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    };
+    let mut cases: Vec<(String, Vec<u8>, bool)> = Vec::new();
+    for version in 1..=4u8 {
+        let full = request(version, 3, 6, 1);
+        for len in [0, 1, 4, 12, 40, 44, 47] {
+            cases.push((
+                format!("v{version} {len} bytes"),
+                full[..len].to_vec(),
+                false,
+            ));
+        }
+        for mac in [0, 4, 12, 20, 24] {
+            let mut p = full.clone();
+            p.resize(48 + mac, 0xab);
+            cases.push((format!("v{version} MAC {mac}"), p, true));
+        }
+    }
+    for mac in [0, 20, 24] {
+        let mut p = request(4, 3, 6, 1);
+        ext(&mut p);
+        ext(&mut p);
+        p.resize(p.len() + mac, 0xab);
+        cases.push((format!("v4 two extension fields, MAC {mac}"), p, true));
+    }
+    for (what, packet, answered) in &cases {
+        match exchange(from("127.0.0.1"), v4(port), packet, WAIT) {
+            Some(reply) => {
+                assert!(*answered, "{what}: answered");
+                assert!(
+                    reply.len() <= packet.len(),
+                    "{what}: {} bytes answered with {}",
+                    packet.len(),
+                    reply.len()
+                );
+            }
+            None => assert!(!answered, "{what}: no reply"),
+        }
+    }
+    let c = d.counters();
+    assert_eq!(c["received"], cases.len() as u64);
+}
+
 #[test]
 fn rate_limit_isolates_a_flooding_client() {
     let port = free_port();
@@ -287,12 +339,17 @@ fn refuses_to_start_on_a_broken_config() {
     assert!(err.contains("configuration refused"), "{err}");
 }
 
+/// A router's addresses come and go (a prefix arrives by DHCPv6-PD after
+/// the daemon started): a listen address that is not on any interface yet
+/// is bound anyway (IPV6_FREEBIND) and answered on once it comes up.
 #[test]
 fn binds_an_address_that_is_not_up_yet() {
+    let ns = Netns::new();
     let port = free_port();
-    let d = Daemon::start(
+    let d = Daemon::start_with(
+        ns.command(BIN),
         &format!(
-            "config server\n\tlist listen '2001:db8::7'\n\tlist listen '127.0.0.1'\n\toption port '{port}'\n{SILENT_UPSTREAM}"
+            "config server\n\tlist listen '2001:db8::7'\n\tlist listen '127.0.0.1'\n\toption port '{port}'\n\toption local_stratum '5'\n"
         ),
         2,
     );
@@ -302,6 +359,25 @@ fn binds_an_address_that_is_not_up_yet() {
         "{}",
         d.log()
     );
+    let server: SocketAddr = format!("[2001:db8::7]:{port}").parse().unwrap();
+    let ask = || {
+        ns.run(|| {
+            exchange(
+                "[2001:db8::7]:0".parse().unwrap(),
+                server,
+                &request(4, 3, 6, 9),
+                WAIT,
+            )
+        })
+    };
+    // The address comes up on an interface after the daemon bound it.
+    run_ok(
+        ns.command("ip")
+            .args(["-6", "addr", "add", "2001:db8::7/64", "dev", "lo", "nodad"]),
+    );
+    let reply = ask().expect("answered once the address is up");
+    assert_eq!(reply[1], 5, "stratum");
+    assert_eq!(d.counters()["answered"], 1);
 }
 
 #[test]

@@ -208,6 +208,9 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
     });
     shared.set_policy(&config);
     log_sync_setup(&config);
+    // The state to serve from the first request on (the local reference,
+    // with local_stratum), not only from the sync engine's first tick.
+    sync::publish(&shared, SystemClock.now());
     let mut running = Running {
         sockets: Vec::new(),
         sync: Vec::new(),

@@ -251,7 +251,7 @@ fn apply(shared: &Shared, command: ClockCommand) {
 
 /// What the server says from now on, and what the kernel is told.
 /// Returns whether the upstreams keep the clock synchronised.
-fn publish(shared: &Shared, now: UnixNanos) -> bool {
+pub fn publish(shared: &Shared, now: UnixNanos) -> bool {
     let (engine_state, peer) = {
         let e = lock(&shared.engine);
         let peer = e
@@ -338,7 +338,7 @@ pub fn log_sources(shared: &Shared) {
     let e = lock(&shared.engine);
     let state = *lock(&shared.state);
     notice!(
-        "sync: {} stratum={} refid={} offset={:+.6} frequency={:+.3}ppm root_delay={:.6} root_dispersion={:.6}",
+        "sync: {} stratum={} refid={} offset={:+.6} frequency={:+.3}ppm root_delay={:.6} root_dispersion={:.6} since_update={}",
         if state.is_synchronised() {
             "synchronised"
         } else {
@@ -349,7 +349,10 @@ pub fn log_sources(shared: &Shared) {
         e.discipline().offset(),
         e.discipline().frequency() * 1e6,
         state.root_delay,
-        state.root_dispersion_at(now)
+        state.root_dispersion_at(now),
+        state
+            .reference_time
+            .map_or("-".into(), |t| format!("{:.1}", now.seconds_since(t)))
     );
     match e.last_failure {
         Some(NoSelection::NoMajority) => notice!("selection: no majority of the upstreams agree"),

@@ -89,8 +89,10 @@ impl fmt::Display for Error {
 
 fn objects(json: &str) -> Result<Vec<Value>, Error> {
     let mut v: Value = serde_json::from_str(json).map_err(|e| Error(format!("nft output: {e}")))?;
-    match v["nftables"].take() {
-        Value::Array(a) => Ok(a),
+    // `get_mut`, not indexing: indexing a JSON value that is not an object
+    // for writing panics.
+    match v.get_mut("nftables").map(Value::take) {
+        Some(Value::Array(a)) => Ok(a),
         _ => Err(Error("nft output without \"nftables\"".into())),
     }
 }
@@ -583,6 +585,15 @@ mod tests {
         let plain = r#"{"nftables": [{"set": {"elem": [123]}}]}"#;
         assert_eq!(parse_set(plain).unwrap()[0].0, "123");
         assert!(parse_set("not json").is_err());
+    }
+
+    #[test]
+    fn json_that_is_not_an_object_is_an_error() {
+        // The fuzz target's first crash (fuzz/seeds/nft/crash-string).
+        for text in [r#""version""#, "[1]", "7", "null", r#"{"nftables": 1}"#] {
+            assert!(parse_set(text).is_err(), "{text}");
+            assert!(parse_rules(text).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::net::{IpAddr, Ipv6Addr};
 use futures_util::stream::TryStreamExt;
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    address::{AddressAttribute, AddressFlags, AddressHeaderFlags},
-    link::{LinkAttribute, LinkFlags, State},
-    neighbour::{NeighbourAddress, NeighbourAttribute},
+    address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage},
+    link::{LinkAttribute, LinkFlags, LinkMessage, State},
+    neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage},
 };
 use rtnetlink::{
     Handle,
@@ -81,109 +81,116 @@ fn link_is_up(flags: LinkFlags, oper: Option<State>) -> bool {
     oper == Some(State::Up) || flags.contains(LinkFlags::Up | LinkFlags::Running)
 }
 
+/// A link as the planner needs it.
+pub fn link(msg: &LinkMessage) -> Link {
+    let mut name = None;
+    let mut oper = None;
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => name = Some(n.clone()),
+            LinkAttribute::OperState(s) => oper = Some(*s),
+            _ => {}
+        }
+    }
+    Link {
+        index: msg.header.index,
+        name: name.unwrap_or_default(),
+        up: link_is_up(msg.header.flags, oper),
+    }
+}
+
+/// An IPv6 address of the router; `None` for other families or a message
+/// without an address.
+pub fn addr(msg: &AddressMessage) -> Option<Addr> {
+    if msg.header.family != AddressFamily::Inet6 {
+        return None;
+    }
+    let mut local = None;
+    let mut address = None;
+    let mut flags32: Option<AddressFlags> = None;
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(IpAddr::V6(a)) => local = Some(*a),
+            AddressAttribute::Address(IpAddr::V6(a)) => address = Some(*a),
+            AddressAttribute::Flags(f) => flags32 = Some(*f),
+            _ => {}
+        }
+    }
+    // For IPv6 the kernel sends IFA_ADDRESS = the address; only for
+    // point-to-point peers it sends IFA_LOCAL = own address and
+    // IFA_ADDRESS = peer. So prefer IFA_LOCAL when present.
+    let ip = local.or(address)?;
+    // IFA_F_TEMPORARY == IFA_F_SECONDARY == 0x01 (the crate names it
+    // `Secondary`); IFA_F_DEPRECATED == 0x20. Prefer the 32-bit IFA_FLAGS
+    // attribute; fall back to the 8-bit ifa_flags header field.
+    let (temporary, deprecated) = match flags32 {
+        Some(f) => (
+            f.contains(AddressFlags::Secondary),
+            f.contains(AddressFlags::Deprecated),
+        ),
+        None => (
+            msg.header.flags.contains(AddressHeaderFlags::Secondary),
+            msg.header.flags.contains(AddressHeaderFlags::Deprecated),
+        ),
+    };
+    Some(Addr {
+        index: msg.header.index,
+        address: ip,
+        prefix_len: msg.header.prefix_len,
+        temporary,
+        deprecated,
+    })
+}
+
+/// An IPv6 neighbour with an Ethernet address; `None` for anything else
+/// (other families, INCOMPLETE or FAILED entries without NDA_LLADDR,
+/// link-layer addresses of other lengths).
+pub fn neigh(msg: &NeighbourMessage) -> Option<Neigh> {
+    if msg.header.family != AddressFamily::Inet6 {
+        return None;
+    }
+    let mut dst = None;
+    let mut mac = None;
+    for attr in &msg.attributes {
+        match attr {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => dst = Some(*a),
+            NeighbourAttribute::LinkLayerAddress(ll) => {
+                mac = <[u8; 6]>::try_from(ll.as_slice()).ok()
+            }
+            _ => {}
+        }
+    }
+    Some(Neigh {
+        index: msg.header.ifindex,
+        address: dst?,
+        mac: mac?,
+    })
+}
+
 pub async fn dump(handle: &Handle) -> Result<Snapshot, rtnetlink::Error> {
     let mut snap = Snapshot::default();
-
-    // ---- links (RTM_GETLINK dump; LinkGetRequest dumps by default) ----
+    // RTM_GETLINK dump (LinkGetRequest dumps by default).
     let mut links = handle.link().get().execute();
     while let Some(msg) = links.try_next().await? {
-        let mut name = None;
-        let mut oper = None;
-        for attr in &msg.attributes {
-            match attr {
-                LinkAttribute::IfName(n) => name = Some(n.clone()),
-                LinkAttribute::OperState(s) => oper = Some(*s),
-                _ => {}
-            }
-        }
-        snap.links.push(Link {
-            index: msg.header.index,
-            name: name.unwrap_or_default(),
-            up: link_is_up(msg.header.flags, oper),
-        });
+        snap.links.push(link(&msg));
     }
-
-    // ---- IPv6 addresses (RTM_GETADDR dump with ifa_family = AF_INET6) ----
-    // AddressGetRequest has no family setter; set it on the request message.
+    // RTM_GETADDR dump with ifa_family = AF_INET6. AddressGetRequest has
+    // no family setter; set it on the request message.
     let mut req = handle.address().get();
     req.message_mut().header.family = AddressFamily::Inet6;
     let mut addrs = req.execute();
     while let Some(msg) = addrs.try_next().await? {
-        if msg.header.family != AddressFamily::Inet6 {
-            continue; // defensive: kernel only returns AF_INET6 for this dump
-        }
-        let mut local = None;
-        let mut address = None;
-        let mut flags32: Option<AddressFlags> = None;
-        for attr in &msg.attributes {
-            match attr {
-                AddressAttribute::Local(IpAddr::V6(a)) => local = Some(*a),
-                AddressAttribute::Address(IpAddr::V6(a)) => address = Some(*a),
-                AddressAttribute::Flags(f) => flags32 = Some(*f),
-                _ => {}
-            }
-        }
-        // For IPv6 the kernel sends IFA_ADDRESS = the address; only for
-        // point-to-point peers it sends IFA_LOCAL = own address and
-        // IFA_ADDRESS = peer. So prefer IFA_LOCAL when present.
-        let Some(ip) = local.or(address) else {
-            continue;
-        };
-
-        // IFA_F_TEMPORARY == IFA_F_SECONDARY == 0x01 (the crate names it
-        // `Secondary`); IFA_F_DEPRECATED == 0x20. Prefer the 32-bit IFA_FLAGS
-        // attribute; fall back to the 8-bit ifa_flags header field.
-        let (temporary, deprecated) = match flags32 {
-            Some(f) => (
-                f.contains(AddressFlags::Secondary),
-                f.contains(AddressFlags::Deprecated),
-            ),
-            None => (
-                msg.header.flags.contains(AddressHeaderFlags::Secondary),
-                msg.header.flags.contains(AddressHeaderFlags::Deprecated),
-            ),
-        };
-        snap.addrs.push(Addr {
-            index: msg.header.index,
-            address: ip,
-            prefix_len: msg.header.prefix_len,
-            temporary,
-            deprecated,
-        });
+        snap.addrs.extend(addr(&msg));
     }
-
-    // ---- IPv6 neighbours (RTM_GETNEIGH dump with ndm_family = AF_INET6) ----
+    // RTM_GETNEIGH dump with ndm_family = AF_INET6.
     let mut neighs = handle
         .neighbours()
         .get()
         .set_address_family(AddressFamily::Inet6)
         .execute();
     while let Some(msg) = neighs.try_next().await? {
-        if msg.header.family != AddressFamily::Inet6 {
-            continue;
-        }
-        let mut dst = None;
-        let mut mac = None;
-        for attr in &msg.attributes {
-            match attr {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => dst = Some(*a),
-                // NDA_LLADDR; absent for INCOMPLETE/FAILED entries, and of a
-                // different length on non-Ethernet links -> skipped.
-                NeighbourAttribute::LinkLayerAddress(ll) => {
-                    mac = <[u8; 6]>::try_from(ll.as_slice()).ok()
-                }
-                _ => {}
-            }
-        }
-        if let (Some(address), Some(mac)) = (dst, mac) {
-            snap.neighs.push(Neigh {
-                index: msg.header.ifindex,
-                address,
-                mac,
-            });
-        }
+        snap.neighs.extend(neigh(&msg));
     }
-
     Ok(snap)
 }
 

@@ -399,13 +399,33 @@ mod tests {
     }
 
     #[test]
-    fn frequency_is_bounded_and_holdover_stops_slewing() {
-        let mut d = Discipline::new(DisciplineSettings::default(), 1.0);
-        assert_eq!(d.frequency(), MAX_FREQUENCY);
-        let cmd = d.update(at(0.0), 0.01);
-        assert!(cmd.frequency <= MAX_FREQUENCY);
-        let hold = d.holdover(at(100.0));
-        assert_eq!(hold.frequency, d.frequency());
-        assert_eq!(d.poll(), MIN_POLL);
+    fn frequency_is_bounded_on_both_sides_and_holdover_stops_slewing() {
+        let never_step = DisciplineSettings {
+            makestep: f64::INFINITY,
+            ..DisciplineSettings::default()
+        };
+        for sign in [1.0, -1.0] {
+            // A drift file beyond what the kernel takes.
+            let d = Discipline::new(never_step, sign * 1.0);
+            assert_eq!(d.frequency(), sign * MAX_FREQUENCY);
+            // A clock 2000 ppm off, four times what the kernel can
+            // correct, disciplined with the commands the discipline gives.
+            let mut d = Discipline::new(never_step, 0.0);
+            let (mut applied, mut commanded, mut last) = (0.0, 0.0, 0.0);
+            for k in 0..40 {
+                let t = 16.0 * f64::from(k);
+                applied += commanded * (t - last);
+                last = t;
+                let cmd = d.update(at(t), sign * 2000e-6 * t - applied);
+                assert!(cmd.frequency.abs() <= MAX_FREQUENCY, "{cmd:?}");
+                assert!(d.frequency().abs() <= MAX_FREQUENCY);
+                commanded = cmd.frequency;
+            }
+            assert_eq!(commanded, sign * MAX_FREQUENCY, "the bound is reached");
+            assert_eq!(d.frequency(), sign * MAX_FREQUENCY);
+            let hold = d.holdover(at(1000.0));
+            assert_eq!(hold.frequency, d.frequency());
+            assert_eq!(d.poll(), MIN_POLL);
+        }
     }
 }

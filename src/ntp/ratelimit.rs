@@ -260,24 +260,39 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded_under_millions_of_sources() {
+    fn a_client_over_its_rate_stays_limited_while_a_flood_churns_the_table() {
+        // A small table, so that the flood of spoofed sources (each seen
+        // once) replaces its quiet entries hundreds of times over.
         let mut rl = RateLimiter::new(RateLimitSettings::default(), 4096, 7);
-        let capacity = rl.capacity();
-        let mut t = SEC;
-        for i in 0..2_000_000u32 {
-            rl.check(IpAddr::V4(i.into()), t);
-            t += 1000;
-        }
-        assert_eq!(capacity, 4096);
-        assert!(rl.len() <= capacity);
-        // A steady client that keeps to the limits is still answered.
-        for _ in 0..50 {
-            assert_eq!(rl.check(ip("203.0.113.1"), t), Verdict::Allowed);
-            for i in 0..10_000u32 {
-                rl.check(IpAddr::V4((i.wrapping_mul(2_654_435_761)).into()), t);
+        let abuser = ip("203.0.113.1");
+        let steady = ip("198.51.100.7");
+        let mut t = 1000 * SEC;
+        let (mut abuser_answered, mut steady_answered, mut spoofed) = (0, 0, 0u32);
+        // 100 s: the abuser asks 10 times a second, a steady client every
+        // 4 s, and 2000 new sources arrive between two of the abuser's
+        // requests (2 million in all).
+        for step in 0..1000 {
+            if rl.check(abuser, t) == Verdict::Allowed {
+                abuser_answered += 1;
             }
-            t += 3 * SEC;
+            if step % 40 == 0 && rl.check(steady, t) == Verdict::Allowed {
+                steady_answered += 1;
+            }
+            for _ in 0..2000 {
+                spoofed += 1;
+                rl.check(IpAddr::V4(spoofed.wrapping_mul(2_654_435_761).into()), t);
+            }
+            t += SEC / 10;
         }
+        assert!(rl.len() <= rl.capacity());
+        // The burst, then one per interval (2 s): 16 + 50. A limiter that
+        // forgot the abuser under the churn would refill its bucket each
+        // time it forgot it.
+        assert!(
+            abuser_answered <= 16 + 50 + 1,
+            "abuser answered {abuser_answered} times in 100 s"
+        );
+        assert_eq!(steady_answered, 25, "the steady client keeps to the rate");
     }
 
     #[test]

@@ -463,7 +463,6 @@ mod tests {
             }
             let q = packet::parse(&pkt).expect("only valid packets are answered");
             let r = packet::parse(&out).expect("replies parse");
-            assert!(HEADER_LEN <= pkt.len(), "reply longer than request");
             assert!(
                 matches!(q.mode, mode::CLIENT | mode::RESERVED),
                 "answered mode {}",
@@ -478,6 +477,69 @@ mod tests {
         assert!(answered_by_mode[3] > 1000, "{answered_by_mode:?}");
         for m in [1, 2, 4, 5, 6, 7] {
             assert_eq!(answered_by_mode[m], 0, "mode {m} answered");
+        }
+    }
+
+    /// A request of `len` bytes from a client of `version`: the header,
+    /// then as many 16-byte extension fields as fit (NTPv4), then what is
+    /// left as a MAC.
+    fn shaped_request(version: u8, len: usize) -> Vec<u8> {
+        let mut p = request(version, 3, 6, 7).to_vec();
+        p.resize(len, 0);
+        if len > HEADER_LEN && version == 4 {
+            let mut at = HEADER_LEN;
+            while len - at >= 16 && !MAC_TAILS.contains(&(len - at)) {
+                p[at + 3] = 16;
+                at += 16;
+            }
+        }
+        p
+    }
+
+    const MAC_TAILS: [usize; 4] = [4, 12, 20, 24];
+
+    #[test]
+    fn a_reply_is_never_longer_than_its_request() {
+        // Where it could break: requests shorter than a header, NTPv1-3
+        // with their MACs (crypto-NAK, DES, MD5, SHA-1), NTPv4 with
+        // extension fields and MACs. An answer to anything shorter than the
+        // 48-byte reply would amplify.
+        let mut s = server(AccessPolicy::default());
+        let state = SystemState::local(2, NOW);
+        let mut answered_lengths = std::collections::BTreeSet::new();
+        for version in 1..=4u8 {
+            for len in 0..=HEADER_LEN + 100 {
+                let (outcome, reply) = ask(
+                    &mut s,
+                    &state,
+                    &shaped_request(version, len),
+                    "192.0.2.9:4000",
+                    len as u64,
+                );
+                if outcome.reply_sent() {
+                    assert!(HEADER_LEN <= len, "v{version}: {len}-byte request answered");
+                    assert_eq!(reply.version, version);
+                    answered_lengths.insert((version, len));
+                }
+            }
+        }
+        // The shapes a client really sends are answered (the check above is
+        // not vacuous): v1-3 bare and with each MAC, v4 with extension
+        // fields and with both.
+        for version in 1..=3 {
+            for len in [48, 52, 60, 68, 72] {
+                assert!(
+                    answered_lengths.contains(&(version, len)),
+                    "v{version} {len}"
+                );
+            }
+            assert!(
+                !answered_lengths.contains(&(version, 64)),
+                "v{version}: no extension fields"
+            );
+        }
+        for len in [48, 64, 80, 84, 148] {
+            assert!(answered_lengths.contains(&(4, len)), "v4 {len}");
         }
     }
 }

@@ -71,6 +71,8 @@ pub fn require_root(what: &str) {
 pub struct Daemon {
     child: Child,
     log: Arc<Mutex<String>>,
+    /// Says when the reader thread has read the log to its end.
+    drained: std::sync::mpsc::Receiver<()>,
     pub config_path: PathBuf,
 }
 
@@ -121,16 +123,19 @@ impl Daemon {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
+        let (done, drained) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut l = sink.lock().unwrap();
                 l.push_str(&line);
                 l.push('\n');
             }
+            let _ = done.send(());
         });
         let d = Daemon {
             child,
             log,
+            drained,
             config_path,
         };
         d.wait_for_log(
@@ -172,16 +177,23 @@ impl Daemon {
     /// Ask for the daemon's state (SIGUSR1) and return the new log line
     /// that starts with `prefix`.
     pub fn usr1_line(&self, prefix: &str) -> String {
+        self.usr1_lines(prefix, 1).remove(0)
+    }
+
+    /// Ask for the daemon's state (SIGUSR1) and return the `n` new log
+    /// lines that start with `prefix` (one per upstream, say).
+    pub fn usr1_lines(&self, prefix: &str, n: usize) -> Vec<String> {
         let count = |log: &str| log.lines().filter(|l| l.starts_with(prefix)).count();
         let before = count(&self.log());
         self.signal("USR1");
-        self.wait_for_log(|l| count(l) > before, prefix);
+        self.wait_for_log(|l| count(l) >= before + n, prefix);
         let log = self.log();
         log.lines()
             .filter(|l| l.starts_with(prefix))
-            .nth(before)
-            .unwrap()
-            .to_string()
+            .skip(before)
+            .take(n)
+            .map(str::to_string)
+            .collect()
     }
 
     /// Ask for the counters (SIGUSR1) and parse the line the daemon logs.
@@ -193,8 +205,9 @@ impl Daemon {
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         self.signal("TERM");
         let status = self.child.wait().unwrap();
-        // Let the reader thread drain the pipe.
-        std::thread::sleep(Duration::from_millis(50));
+        // The reader thread has the rest of the log once the pipe closes
+        // (nft, which the daemon may have started, could hold it a while).
+        let _ = self.drained.recv_timeout(Duration::from_secs(5));
         (status, self.log())
     }
 }
@@ -439,13 +452,23 @@ pub fn rows(log: &str) -> Vec<Vec<String>> {
 }
 
 /// Poll `done` every 50 ms for up to `limit`; how long it took.
-pub fn within(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+pub fn within(limit: Duration, done: impl FnMut() -> bool) -> Option<Duration> {
+    within_every(Duration::from_millis(50), limit, done)
+}
+
+/// [`within`], polling every `every` (for checks that cost the daemon
+/// something, such as a SIGUSR1).
+pub fn within_every(
+    every: Duration,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Option<Duration> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if done() {
             return Some(start.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
     None
 }
