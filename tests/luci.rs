@@ -137,6 +137,7 @@ impl Router {
     }
 
     fn page(&self, name: &str, open: &str, after: &str) -> String {
+        let modules = app_modules();
         let shim = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/luci/shim.js"),
         )
@@ -144,7 +145,8 @@ impl Router {
         let html = format!(
             "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{name}</title></head>\
              <body style=\"font-family: sans-serif\"><div id=\"maincontent\"><div id=\"view\"></div></div>\
-             <script>window.LUCI_ENV = {{ sessionid: '0123456789abcdef0123456789abcdef' }};</script>\
+             <script>window.LUCI_ENV = {{ sessionid: '0123456789abcdef0123456789abcdef' }};\
+             window.LUCI_SOURCES = {modules};</script>\
              <script>{shim}</script>\
              <script>{open}\
              (function wait() {{ if (document.body.getAttribute('data-rendered')) {{ {after} }} else setTimeout(wait, 20); }})();\
@@ -152,6 +154,31 @@ impl Router {
         );
         self.web.page(&format!("{name}.html"), html)
     }
+}
+
+/// The app's modules besides its views (under htdocs/luci-static/resources),
+/// by the name a view requires them with, and their source.
+fn app_modules() -> Value {
+    let resources = Path::new(APP).join("htdocs/luci-static/resources");
+    let mut modules = serde_json::Map::new();
+    let mut dirs = vec![resources.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() && path != resources.join("view") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "js") {
+                let name = path
+                    .strip_prefix(&resources)
+                    .unwrap()
+                    .with_extension("")
+                    .to_string_lossy()
+                    .replace('/', ".");
+                modules.insert(name, json!(std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    Value::Object(modules)
 }
 
 fn call_status(socket: &Path) -> Option<Value> {
@@ -946,14 +973,15 @@ fn grid_leaves_modalonly_options_to_the_dialog() {
 fn app_files_are_consistent() {
     let app = Path::new(APP);
     let views: Vec<PathBuf> = [
-        "ntpgate/status.js",
-        "ntpgate/settings.js",
-        "status/include/50_ntpgate.js",
+        "view/ntpgate/status.js",
+        "view/ntpgate/settings.js",
+        "view/status/include/50_ntpgate.js",
+        "ntpgate.js",
     ]
     .iter()
-    .map(|v| app.join(VIEWS).join(v))
+    .map(|v| app.join("htdocs/luci-static/resources").join(v))
     .collect();
-    // Every JSON file parses; every view is valid JavaScript.
+    // Every JSON file parses; every view and module is valid JavaScript.
     for json_file in [
         "root/usr/share/luci/menu.d/luci-app-ntpgate.json",
         "root/usr/share/rpcd/acl.d/luci-app-ntpgate.json",
@@ -966,7 +994,7 @@ fn app_files_are_consistent() {
     for v in &views {
         run_ok(Command::new(&node).arg("--check").arg(v));
     }
-    // The ACL grants exactly the ubus methods the views call.
+    // The ACL grants exactly the ubus methods the app calls.
     let mut called: Vec<String> = Vec::new();
     for v in &views {
         let source = std::fs::read_to_string(v).unwrap();
@@ -1053,6 +1081,7 @@ fn luci_package_holds_the_app() {
         "./www/luci-static/resources/view/ntpgate/status.js",
         "./www/luci-static/resources/view/ntpgate/settings.js",
         "./www/luci-static/resources/view/status/include/50_ntpgate.js",
+        "./www/luci-static/resources/ntpgate.js",
         "./usr/share/luci/menu.d/luci-app-ntpgate.json",
         "./usr/share/rpcd/acl.d/luci-app-ntpgate.json",
         "./usr/share/ucitrack/luci-app-ntpgate.json",

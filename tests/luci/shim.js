@@ -316,7 +316,9 @@ var rpc = Class.singleton({
 			return req.reject(e);
 		}
 		window.RPC_LOG.push({ request: req.message, reply: msg });
-		this.handleCallReply(req, msg);
+		Promise.resolve()
+			.then(this.handleCallReply.bind(this, req, msg))
+			.catch(req.reject);
 	},
 
 	handleCallReply: function(req, msg) {
@@ -1403,10 +1405,13 @@ var modules = { baseclass: Class, dom: dom, poll: Poll, rpc: rpc, ui: ui, view: 
 
 // LuCI's loader: a module is the body of a function whose parameters are
 // its 'require' lines (the module's last name, or the `as` name); a class
-// it returns is instantiated.
+// it returns is instantiated. The app's own modules (window.LUCI_SOURCES,
+// by name) load once, as L.require caches them.
 function require(source) {
 	var names = [], values = [], re = /^'require ([\w.]+)(?: as (\w+))?';/gm, m;
 	while ((m = re.exec(source)) != null) {
+		if (!(m[1] in modules) && window.LUCI_SOURCES && m[1] in window.LUCI_SOURCES)
+			modules[m[1]] = require(window.LUCI_SOURCES[m[1]]);
 		if (!(m[1] in modules))
 			throw new Error('the shim has no module ' + m[1]);
 		names.push(m[2] || m[1].split('.').pop());
