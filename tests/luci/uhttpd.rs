@@ -212,13 +212,11 @@ fn json_rpc(state: &Mutex<State>, body: &[u8]) -> Value {
     ) else {
         return error(&id, -32700, "Parse error");
     };
-    let answer = call(state, sid, object, method, args);
-    let mut args = args.clone();
-    args.insert("ubus_rpc_session".into(), json!(sid));
+    let (sent, answer) = call(state, sid, object, method, args);
     state.lock().unwrap().calls.push(Call {
         object: object.into(),
         method: method.into(),
-        args: Value::Object(args),
+        args: sent,
         answer: answer.clone(),
     });
     match answer {
@@ -227,25 +225,44 @@ fn json_rpc(state: &Mutex<State>, body: &[u8]) -> Value {
     }
 }
 
-/// Look the object up, check the session's access, forward the call: the
-/// ubus `result` array, or a JSON-RPC error.
+/// Look the object up, check the session's access, forward the call with
+/// the session added: the arguments sent (null when none were), and the
+/// ubus `result` array or a JSON-RPC error.
 fn call(
     state: &Mutex<State>,
     sid: &str,
     object: &str,
     method: &str,
     args: &serde_json::Map<String, Value>,
-) -> Result<Value, (i32, &'static str)> {
+) -> (Value, Result<Value, (i32, &'static str)>) {
     let socket = state.lock().unwrap().socket.clone();
     if object != "uci" && !on_bus(&socket, object) {
-        return Err((-32000, "Object not found"));
+        return (Value::Null, Err((-32000, "Object not found")));
     }
     if !granted(&state.lock().unwrap().acl, object, method) {
-        return Err((-32002, "Access denied"));
+        return (Value::Null, Err((-32002, "Access denied")));
     }
     if args.contains_key("ubus_rpc_session") {
-        return Err((-32602, "Invalid parameters"));
+        return (Value::Null, Err((-32602, "Invalid parameters")));
     }
+    // uhttpd copies the browser's arguments, then adds the session.
+    let mut sent = match Msg::from_json(&Value::Object(args.clone())) {
+        Msg::Table(t) => t,
+        _ => Vec::new(),
+    };
+    sent.push(("ubus_rpc_session".into(), Msg::String(sid.into())));
+    let answer = forward(state, &socket, object, method, sent.clone());
+    (Msg::Table(sent).to_json(), answer)
+}
+
+/// The object's answer to the call, as uhttpd's `result`.
+fn forward(
+    state: &Mutex<State>,
+    socket: &Path,
+    object: &str,
+    method: &str,
+    args: Vec<(String, Msg)>,
+) -> Result<Value, (i32, &'static str)> {
     if let Some(hook) = &state.lock().unwrap().before_call {
         hook(object, method);
     }
@@ -260,14 +277,12 @@ fn call(
     }
     let answer = if object == "uci" {
         let acl = state.lock().unwrap().acl.clone();
-        state.lock().unwrap().uci.call(&acl, method, args)
-    } else {
-        let mut table = match Msg::from_json(&Value::Object(args.clone())) {
-            Msg::Table(t) => t,
-            _ => Vec::new(),
+        let Value::Object(args) = Msg::Table(args).to_json() else {
+            unreachable!("a table is a JSON object")
         };
-        table.push(("ubus_rpc_session".into(), Msg::String(sid.into())));
-        invoke(&socket, object, method, table)?
+        state.lock().unwrap().uci.call(&acl, method, &args)
+    } else {
+        invoke(socket, object, method, args)?
     };
     Ok(match answer {
         Ok(reply) if reply.as_object().is_some_and(|r| !r.is_empty()) => json!([0, reply]),
