@@ -8,7 +8,8 @@
 //! save). The assertions are on the text a person sees; no page may show
 //! `undefined` or `NaN`; screenshots land in target/luci-screenshots/.
 //!
-//! Covered: the status page on live daemons (synchronised to four chronyd
+//! Covered: the shim's handling of uhttpd's answers as rpc.js's; the
+//! status page on live daemons (synchronised to four chronyd
 //! upstreams, unsynchronised, a closed pinhole, no upstreams), the overview
 //! widget, the daemon not running, a refused call (the captured `[2]`),
 //! access denied, reload applied / unchanged / refused with its errors,
@@ -471,6 +472,67 @@ fn captured_result(method: &str) -> Value {
     let answer: Value =
         serde_json::from_str(lines[at + 1].trim_start_matches("<- ")).expect("uhttpd's answer");
     answer["result"].clone()
+}
+
+/// rpc.js's handling of uhttpd's answers, on the shim: a non-zero status
+/// resolves as the bare number unless the call rejects, `expect` picks or
+/// falls back, a JSON-RPC error rejects (shared/fixtures/luci/README.md).
+#[test]
+fn shim_treats_answers_as_rpc_js_does() {
+    let router = Router::new("");
+    let _d = local_clock(&router);
+    router
+        .web
+        .answer("ntpgate", "reload", captured_result("reload"));
+    let view = r#"'use strict';
+'require view';
+'require rpc';
+var plain = rpc.declare({ object: 'ntpgate', method: 'reload', expect: { } });
+var rejecting = rpc.declare({ object: 'ntpgate', method: 'reload', expect: { }, reject: true });
+var whole = rpc.declare({ object: 'ntpgate', method: 'reload', expect: { '': { fallback: true } } });
+var sync = rpc.declare({ object: 'ntpgate', method: 'status', expect: { sync: { } } });
+var absent = rpc.declare({ object: 'nosuchobject', method: 'status', reject: true });
+function settle(p) {
+	return p.then(function(v) { return { resolved: v }; }, function(e) { return { rejected: e.name + ': ' + e.message }; });
+}
+return view.extend({
+	load: function() { return Promise.all([ plain(), rejecting(), whole(), sync(), absent() ].map(settle)); },
+	render: function(r) { return E('pre', { 'id': 'results' }, [ JSON.stringify(r) ]); }
+});
+"#;
+    let url = router.page(
+        "rpc",
+        &format!("window.luciView({});", serde_json::to_string(view).unwrap()),
+        "",
+    );
+    let dom = dump(&url);
+    let results: Value = serde_json::from_str(
+        &dom.split("<pre id=\"results\">")
+            .nth(1)
+            .expect("the results")
+            .split("</pre>")
+            .next()
+            .unwrap()
+            .replace("&quot;", "\""),
+    )
+    .unwrap();
+    assert_eq!(results[0], json!({ "resolved": 2 }), "{results}");
+    assert_eq!(
+        results[1],
+        json!({ "rejected": "RPCError: RPC call to ntpgate/reload failed with ubus code 2: Invalid argument" })
+    );
+    assert_eq!(results[2], json!({ "resolved": { "fallback": true } }));
+    assert_eq!(results[3]["resolved"]["stratum"], 3, "{results}");
+    assert_eq!(
+        results[4],
+        json!({ "rejected": "RPCError: RPC call to nosuchobject/status failed with error -32000: Object not found" })
+    );
+    // Each went out as rpc.js sends it.
+    let first = router.web.calls()[0].clone();
+    assert_eq!(
+        first.args,
+        json!({ "ubus_rpc_session": "0123456789abcdef0123456789abcdef" })
+    );
 }
 
 fn local_clock(router: &Router) -> Daemon {
