@@ -1,15 +1,31 @@
-//! luci-app-ntpgate in headless Chromium: the views, loaded by a shim of
-//! LuCI's JavaScript API (tests/luci/shim.js), render real `status` answers
-//! captured here from the running daemon (synchronised to four chronyd
-//! upstreams, unsynchronised, a closed pinhole, no upstreams); the
-//! assertions are on the text a person sees, and screenshots land in
-//! target/luci-screenshots/. The settings form validates as `ntpgate
-//! check` does, case by case. And the app's files: the ACL covers exactly
-//! the ubus methods the views call, the menu points at views that exist,
-//! the .pot is in step with the _() strings, every file parses.
+//! luci-app-ntpgate in headless Chromium, talking to the real daemon: each
+//! page is served by a stand-in for uhttpd (tests/luci/uhttpd.rs), whose
+//! ubus JSON-RPC endpoint forwards the views' calls to the `ntpgate` object
+//! on a test ubusd, as uhttpd does (adding `ubus_rpc_session`, answering
+//! `[status]` or `[status, reply]`, or a JSON-RPC error). The views run on
+//! tests/luci/shim.js, LuCI's runtime as far as the views use it (rpc.js's
+//! handling of those answers, the poller, form.js's Flag, GridSection and
+//! save). The assertions are on the text a person sees; no page may show
+//! `undefined` or `NaN`; screenshots land in target/luci-screenshots/.
+//!
+//! Covered: the shim's handling of uhttpd's answers as rpc.js's; the
+//! status page on live daemons (synchronised to four chronyd
+//! upstreams, unsynchronised, a closed pinhole, no upstreams), the overview
+//! widget, the daemon not running, a refused call (the captured `[2]`),
+//! access denied, reload applied / unchanged / refused with its errors,
+//! the poll calling again; the settings form's validation against `ntpgate
+//! check`, what a save sends to UCI and that the daemon reads the saved
+//! file as it read the original, placeholders that are the daemon's
+//! defaults, `modalonly` options left to the edit dialog; and the app's
+//! files (ACL, menu, .pot).
 
 mod common;
+#[path = "luci/rpcd_uci.rs"]
+mod rpcd_uci;
+#[path = "luci/uhttpd.rs"]
+mod uhttpd;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,10 +35,152 @@ use common::*;
 use ntpgate::config::network::Interfaces;
 use ntpgate::ubus::blob::Msg;
 use ntpgate::ubus::session::Connection;
+use rpcd_uci::Uci;
 use serde_json::{Value, json};
+use uhttpd::Uhttpd;
 
 const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/luci-app/luci-app-ntpgate");
 const VIEWS: &str = "htdocs/luci-static/resources/view";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/luci");
+
+fn app_acl() -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(APP).join("root/usr/share/rpcd/acl.d/luci-app-ntpgate.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A router as far as LuCI sees it: a ubusd, and the web server in front
+/// of it with the app's ACL and `uci` as /etc/config/ntpgate.
+struct Router {
+    socket: PathBuf,
+    web: Uhttpd,
+    _ubusd: Ubusd,
+}
+
+impl Router {
+    fn new(uci: &str) -> Router {
+        Self::with_acl(uci, app_acl())
+    }
+
+    fn with_acl(uci: &str, acl: Value) -> Router {
+        let socket = scratch_dir().join("ubus.sock");
+        let ubusd = Ubusd::start(&socket);
+        let web = Uhttpd::start(&socket, acl, Uci::parse("ntpgate", uci));
+        Router {
+            socket,
+            web,
+            _ubusd: ubusd,
+        }
+    }
+
+    /// Run the daemon with `config` on this router's ubusd until its
+    /// status satisfies `ready`.
+    fn daemon(&self, config: &str, ready: impl Fn(&Value) -> bool) -> Daemon {
+        let config = if config.contains("ubus_socket") {
+            config.to_string()
+        } else {
+            config.replacen(
+                "config server\n",
+                &format!(
+                    "config server\n\toption ubus_socket '{}'\n",
+                    self.socket.display()
+                ),
+                1,
+            )
+        };
+        let d = Daemon::start(&config, 1);
+        let start = Instant::now();
+        while !call_status(&self.socket).is_some_and(|s| ready(&s)) {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "status never ready: {}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        d
+    }
+
+    /// A page that opens `view` (a file under the app's view directory) as
+    /// LuCI's dispatcher does, then runs `after` (JS) once it rendered.
+    fn view(&self, name: &str, view: &str, after: &str) -> String {
+        let source = std::fs::read_to_string(Path::new(APP).join(VIEWS).join(view)).unwrap();
+        self.page(
+            name,
+            &format!(
+                "window.luciView({});",
+                serde_json::to_string(&source).unwrap()
+            ),
+            after,
+        )
+    }
+
+    /// Status > Overview with the app's include.
+    fn overview(&self, name: &str) -> String {
+        let source = std::fs::read_to_string(
+            Path::new(APP)
+                .join(VIEWS)
+                .join("status/include/50_ntpgate.js"),
+        )
+        .unwrap();
+        self.page(
+            name,
+            &format!(
+                "window.luciOverview([{}]);",
+                serde_json::to_string(&source).unwrap()
+            ),
+            "",
+        )
+    }
+
+    fn page(&self, name: &str, open: &str, after: &str) -> String {
+        let modules = app_modules();
+        let shim = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/luci/shim.js"),
+        )
+        .unwrap();
+        let html = format!(
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{name}</title></head>\
+             <body style=\"font-family: sans-serif\"><div id=\"maincontent\"><div id=\"view\"></div></div>\
+             <script>window.LUCI_ENV = {{ sessionid: '0123456789abcdef0123456789abcdef' }};\
+             window.LUCI_SOURCES = {modules};</script>\
+             <script>{shim}</script>\
+             <script>{open}\
+             (function wait() {{ if (document.body.getAttribute('data-rendered')) {{ {after} }} else setTimeout(wait, 20); }})();\
+             </script></body></html>"
+        );
+        self.web.page(&format!("{name}.html"), html)
+    }
+}
+
+/// The app's modules besides its views (under htdocs/luci-static/resources),
+/// by the name a view requires them with, and their source.
+fn app_modules() -> Value {
+    let resources = Path::new(APP).join("htdocs/luci-static/resources");
+    let mut modules = serde_json::Map::new();
+    let mut dirs = vec![resources.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() && path != resources.join("view") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "js") {
+                let name = path
+                    .strip_prefix(&resources)
+                    .unwrap()
+                    .with_extension("")
+                    .to_string_lossy()
+                    .replace('/', ".");
+                modules.insert(name, json!(std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    Value::Object(modules)
+}
 
 fn call_status(socket: &Path) -> Option<Value> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -38,56 +196,8 @@ fn call_status(socket: &Path) -> Option<Value> {
     })
 }
 
-/// Run the daemon with `config` on a test ubusd until its status satisfies
-/// `ready`; that status.
-fn capture(config: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let socket = scratch_dir().join("ubus.sock");
-    let _ubusd = Ubusd::start(&socket);
-    let config = config.replacen(
-        "config server\n",
-        &format!(
-            "config server\n\toption ubus_socket '{}'\n",
-            socket.display()
-        ),
-        1,
-    );
-    let d = Daemon::start(&config, 1);
-    let start = Instant::now();
-    loop {
-        if let Some(status) = call_status(&socket).filter(|s| ready(s)) {
-            return status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "status never ready: {}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn chromium() -> PathBuf {
     require("chromium", "chromium")
-}
-
-/// A page that renders `view` (a file under the app's view directory) with
-/// the shim, `ubus` answers and `uci` data, then runs `after` (JS).
-fn page(name: &str, view: &str, ubus: &Value, uci: &Value, after: &str) -> PathBuf {
-    let shim =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/luci/shim.js"))
-            .unwrap();
-    let source = std::fs::read_to_string(Path::new(APP).join(VIEWS).join(view)).unwrap();
-    let html = format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{name}</title></head>\
-         <body style=\"font-family: sans-serif\"><div id=\"maincontent\"></div>\
-         <script>{shim}</script>\
-         <script>window.UBUS = {ubus}; window.UCI = {uci};\
-         window.renderView({source}).then(function() {{ {after} }});</script></body></html>",
-        source = serde_json::to_string(&source).unwrap(),
-    );
-    let path = scratch_dir().join(format!("{name}.html"));
-    std::fs::write(&path, html).unwrap();
-    path
 }
 
 fn chromium_args(dir: &Path) -> Vec<String> {
@@ -100,7 +210,9 @@ fn chromium_args(dir: &Path) -> Vec<String> {
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        "--virtual-time-budget=5000",
+        // Virtual time: the poller's seconds pass at once; it stands still
+        // while a request is out.
+        "--virtual-time-budget=8000",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -108,13 +220,13 @@ fn chromium_args(dir: &Path) -> Vec<String> {
     .collect()
 }
 
-/// The DOM after the page's scripts ran, and a screenshot of it.
-fn render(page: &Path, screenshot: &str) -> String {
+/// The DOM after the page's scripts ran (8 s of the page's time).
+fn dump(url: &str) -> String {
     let profile = scratch_dir();
     let out = Command::new(chromium())
         .args(chromium_args(&profile))
         .arg("--dump-dom")
-        .arg(format!("file://{}", page.display()))
+        .arg(url)
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -123,9 +235,13 @@ fn render(page: &Path, screenshot: &str) -> String {
         "the view did not render:\n{dom}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    dom
+}
+
+fn screenshot(url: &str, name: &str) {
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/luci-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let png = shots.join(format!("{screenshot}.png"));
+    let png = shots.join(format!("{name}.png"));
     let _ = std::fs::remove_file(&png);
     let profile = scratch_dir();
     run_ok(
@@ -133,23 +249,31 @@ fn render(page: &Path, screenshot: &str) -> String {
             .args(chromium_args(&profile))
             .arg(format!("--screenshot={}", png.display()))
             .arg("--window-size=1280,2400")
-            .arg(format!("file://{}", page.display())),
+            .arg(url),
     );
     assert!(
         std::fs::metadata(&png).unwrap().len() > 10_000,
         "screenshot {}",
         png.display()
     );
-    dom
 }
 
-/// The visible text of a DOM dump, tags dropped, entities decoded.
+/// The visible text of #maincontent in a DOM dump, tags dropped, entities
+/// decoded; no page may show what a script failed to fill in.
 fn text(dom: &str) -> String {
     let body = dom.split("<div id=\"maincontent\">").nth(1).unwrap_or(dom);
     let body = body.split("<script>").next().unwrap_or(body);
+    let t = visible(body);
+    for bad in ["undefined", "NaN", "[object Object]"] {
+        assert!(!t.contains(bad), "the page shows {bad:?}:\n{t}");
+    }
+    t
+}
+
+fn visible(html: &str) -> String {
     let mut out = String::new();
     let mut in_tag = false;
-    for c in body.chars() {
+    for c in html.chars() {
         match c {
             '<' => {
                 in_tag = true;
@@ -163,9 +287,17 @@ fn text(dom: &str) -> String {
     out.replace("&amp;", "&")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
+        .replace("&quot;", "\"")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Render and screenshot; the visible text.
+fn show(url: &str, screenshot_name: &str) -> String {
+    let t = text(&dump(url));
+    screenshot(url, screenshot_name);
+    t
 }
 
 fn assert_shows(text: &str, expected: &[&str]) {
@@ -174,24 +306,17 @@ fn assert_shows(text: &str, expected: &[&str]) {
     }
 }
 
-fn status_page(name: &str, status: &Value) -> String {
-    let ubus = json!({ "ntpgate": { "status": status, "reload": { "result": "applied" } } });
-    text(&render(
-        &page(name, "ntpgate/status.js", &ubus, &json!({}), ""),
-        &format!("status-{name}"),
-    ))
-}
-
 #[test]
-fn status_page_renders_real_status_answers() {
+fn status_page_renders_live_answers() {
     require("chronyd", "chrony");
+    let router = Router::new("");
     // Synchronised to four upstreams (chronyd -x, stratum 1; observe mode).
     let upstreams: Vec<Chronyd> = (0..4).map(|_| Chronyd::server(1)).collect();
     let lines: String = upstreams
         .iter()
         .map(|c| format!("\tlist upstream '127.0.0.1:{}'\n", c.port))
         .collect();
-    let synced = capture(
+    let d = router.daemon(
         &format!(
             "config server\n\tlist listen '127.0.0.1'\n\toption port '{}'\n{lines}\toption clock_control '0'\n",
             free_port()
@@ -203,7 +328,10 @@ fn status_page_renders_real_status_answers() {
                 && ups.iter().any(|u| u["status"] == "selected")
         },
     );
-    let t = status_page("synchronised", &synced);
+    let t = show(
+        &router.view("synchronised", "ntpgate/status.js", ""),
+        "status-synchronised",
+    );
     assert_shows(
         &t,
         &[
@@ -233,16 +361,43 @@ fn status_page_renders_real_status_answers() {
     );
     assert!(t.contains("\u{2718} The router's NTP port is open to the WAN Enable \"Serve the WAN\" in the Settings."), "{t}");
     assert!(t.contains("No pinholes are configured."), "{t}");
+    // What the object received: the browser's {} and uhttpd's session.
+    let calls = router.web.calls();
+    let status = calls
+        .iter()
+        .find(|c| c.method == "status")
+        .expect("a status call");
+    assert_eq!(
+        status.args,
+        json!({ "ubus_rpc_session": "0123456789abcdef0123456789abcdef" })
+    );
+    assert_eq!(status.answer.as_ref().unwrap()[0], 0, "{status:?}");
+
+    // The Status > Overview widget.
+    let t = show(&router.overview("widget"), "overview-widget");
+    assert_shows(
+        &t,
+        &[
+            "NTP server",
+            "Synchronised",
+            "Stratum 2",
+            "Pinholes open 0 / 0",
+        ],
+    );
+    drop(d);
 
     // Unsynchronised: its upstreams never answer.
-    let unsynced = capture(
+    let _d = router.daemon(
         &format!(
             "config server\n\tlist listen '127.0.0.1'\n\toption port '{}'\n{SILENT_UPSTREAM}",
             free_port()
         ),
         |s| s["upstreams"].as_array().is_some_and(|u| !u.is_empty()),
     );
-    let t = status_page("unsynchronised", &unsynced);
+    let t = show(
+        &router.view("unsynchronised", "ntpgate/status.js", ""),
+        "status-unsynchronised",
+    );
     assert_shows(
         &t,
         &[
@@ -253,9 +408,10 @@ fn status_page_renders_real_status_answers() {
             "unreachable",
         ],
     );
+    drop(_d);
 
     // A pinhole whose device is not there: closed, and why.
-    let closed = capture(
+    let _d = router.daemon(
         &format!(
             "config server\n\tlist listen '127.0.0.1'\n\toption port '{}'\n\toption local_stratum '3'\nconfig pinhole 'nas'\n\toption device 'br-none'\n\toption suffix '::50'\n",
             free_port()
@@ -266,7 +422,10 @@ fn status_page_renders_real_status_answers() {
                 .is_some_and(|r| r.contains("not found"))
         },
     );
-    let t = status_page("pinhole-closed", &closed);
+    let t = show(
+        &router.view("pinhole-closed", "ntpgate/status.js", ""),
+        "status-pinhole-closed",
+    );
     assert_shows(
         &t,
         &[
@@ -277,16 +436,20 @@ fn status_page_renders_real_status_answers() {
             "device br-none (lan) not found",
         ],
     );
+    drop(_d);
 
     // No upstreams, the local clock served (a lab).
-    let local = capture(
+    let _d = router.daemon(
         &format!(
             "config server\n\tlist listen '127.0.0.1'\n\toption port '{}'\n\toption local_stratum '3'\n",
             free_port()
         ),
         |s| s["sync"]["synchronised"] == true,
     );
-    let t = status_page("no-upstreams", &local);
+    let t = show(
+        &router.view("no-upstreams", "ntpgate/status.js", ""),
+        "status-no-upstreams",
+    );
     assert_shows(
         &t,
         &[
@@ -295,58 +458,280 @@ fn status_page_renders_real_status_answers() {
             "\u{2718} No pool or leap-smearing upstream servers",
         ],
     );
-
-    // The Status > Overview widget, and the daemon not answering.
-    let ubus = json!({ "ntpgate": { "status": synced } });
-    let t = text(&render(
-        &page(
-            "widget",
-            "status/include/50_ntpgate.js",
-            &ubus,
-            &json!({}),
-            "",
-        ),
-        "overview-widget",
-    ));
-    assert_shows(&t, &["Synchronised", "Stratum 2", "Pinholes open 0 / 0"]);
-    let t = text(&render(
-        &page("down", "ntpgate/status.js", &json!({}), &json!({}), ""),
-        "status-daemon-down",
-    ));
-    assert_shows(&t, &["The ntpgate daemon does not answer on ubus"]);
 }
 
-/// UCI data as LuCI's uci.js holds it, from a UCI file.
-fn uci_json(text: &str) -> Value {
-    let file = ntpgate::config::uci::parse(text).unwrap();
-    let mut config = serde_json::Map::new();
-    for (n, s) in file.sections.iter().enumerate() {
-        let name = s.name.clone().unwrap_or_else(|| format!("cfg{n:02x}"));
-        let mut section = serde_json::Map::new();
-        section.insert(".type".into(), json!(s.kind));
-        for o in &s.options {
-            if o.is_list {
-                let list = section.entry(o.name.clone()).or_insert_with(|| json!([]));
-                list.as_array_mut().unwrap().push(json!(o.value));
-            } else {
-                section.insert(o.name.clone(), json!(o.value));
-            }
-        }
-        config.insert(name, Value::Object(section));
+/// The `result` uhttpd sent for LuCI's `ntpgate <method>` in the capture.
+fn captured_result(method: &str) -> Value {
+    let capture =
+        std::fs::read_to_string(Path::new(FIXTURES).join("uhttpd-ubus-capture.txt")).unwrap();
+    let lines: Vec<&str> = capture.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("POST /ubus") && l.contains(&format!("\"{method}\"")))
+        .unwrap_or_else(|| panic!("the {method} call in the capture"));
+    let answer: Value =
+        serde_json::from_str(lines[at + 1].trim_start_matches("<- ")).expect("uhttpd's answer");
+    answer["result"].clone()
+}
+
+/// rpc.js's handling of uhttpd's answers, on the shim: a non-zero status
+/// resolves as the bare number unless the call rejects, `expect` picks or
+/// falls back, a JSON-RPC error rejects (shared/fixtures/luci/README.md).
+#[test]
+fn shim_treats_answers_as_rpc_js_does() {
+    let router = Router::new("");
+    let _d = local_clock(&router);
+    router
+        .web
+        .answer("ntpgate", "reload", captured_result("reload"));
+    let view = r#"'use strict';
+'require view';
+'require rpc';
+var plain = rpc.declare({ object: 'ntpgate', method: 'reload', expect: { } });
+var rejecting = rpc.declare({ object: 'ntpgate', method: 'reload', expect: { }, reject: true });
+var whole = rpc.declare({ object: 'ntpgate', method: 'reload', expect: { '': { fallback: true } } });
+var sync = rpc.declare({ object: 'ntpgate', method: 'status', expect: { sync: { } } });
+var absent = rpc.declare({ object: 'nosuchobject', method: 'status', reject: true });
+function settle(p) {
+	return p.then(function(v) { return { resolved: v }; }, function(e) { return { rejected: e.name + ': ' + e.message }; });
+}
+return view.extend({
+	load: function() { return Promise.all([ plain(), rejecting(), whole(), sync(), absent() ].map(settle)); },
+	render: function(r) { return E('pre', { 'id': 'results' }, [ JSON.stringify(r) ]); }
+});
+"#;
+    let url = router.page(
+        "rpc",
+        &format!("window.luciView({});", serde_json::to_string(view).unwrap()),
+        "",
+    );
+    let dom = dump(&url);
+    let results: Value = serde_json::from_str(
+        &dom.split("<pre id=\"results\">")
+            .nth(1)
+            .expect("the results")
+            .split("</pre>")
+            .next()
+            .unwrap()
+            .replace("&quot;", "\""),
+    )
+    .unwrap();
+    assert_eq!(results[0], json!({ "resolved": 2 }), "{results}");
+    assert_eq!(
+        results[1],
+        json!({ "rejected": "RPCError: RPC call to ntpgate/reload failed with ubus code 2: Invalid argument" })
+    );
+    assert_eq!(results[2], json!({ "resolved": { "fallback": true } }));
+    assert_eq!(results[3]["resolved"]["stratum"], 3, "{results}");
+    assert_eq!(
+        results[4],
+        json!({ "rejected": "RPCError: RPC call to nosuchobject/status failed with error -32000: Object not found" })
+    );
+    // Each went out as rpc.js sends it.
+    let first = router.web.calls()[0].clone();
+    assert_eq!(
+        first.args,
+        json!({ "ubus_rpc_session": "0123456789abcdef0123456789abcdef" })
+    );
+}
+
+fn local_clock(router: &Router) -> Daemon {
+    router.daemon(
+        &format!(
+            "config server\n\tlist listen '127.0.0.1'\n\toption port '{}'\n\toption local_stratum '3'\n",
+            free_port()
+        ),
+        |s| s["sync"]["synchronised"] == true,
+    )
+}
+
+#[test]
+fn pages_when_the_daemon_is_not_running() {
+    // ubusd has no ntpgate object: uhttpd answers -32000.
+    let router = Router::new("");
+    let t = show(
+        &router.view("daemon-down", "ntpgate/status.js", ""),
+        "status-daemon-down",
+    );
+    assert_shows(&t, &["The ntpgate daemon", "/etc/init.d/ntpgate start"]);
+    assert!(!t.contains("not synchronised"), "{t}");
+    assert_eq!(
+        router.web.calls()[0].answer,
+        Err((-32000, "Object not found"))
+    );
+    let t = show(
+        &router.overview("widget-daemon-down"),
+        "overview-daemon-down",
+    );
+    assert_shows(&t, &["The ntpgate daemon", "/etc/init.d/ntpgate start"]);
+}
+
+#[test]
+fn pages_when_the_daemon_refuses_the_call() {
+    // The status uhttpd sent in the capture: [2], what a daemon that
+    // refused ubus_rpc_session answered.
+    let refused = captured_result("status");
+    assert_eq!(refused, json!([2]));
+    let router = Router::new("");
+    let _d = local_clock(&router);
+    router.web.answer("ntpgate", "status", refused);
+    let t = show(
+        &router.view("status-refused", "ntpgate/status.js", ""),
+        "status-refused",
+    );
+    assert_shows(
+        &t,
+        &["The ntpgate daemon refused the request", "Invalid argument"],
+    );
+    assert!(!t.contains("not synchronised"), "{t}");
+    let t = show(&router.overview("widget-refused"), "overview-refused");
+    assert_shows(&t, &["The ntpgate daemon refused the request"]);
+    assert!(!t.contains("Stratum"), "{t}");
+}
+
+#[test]
+fn pages_when_access_is_denied() {
+    // A LuCI user whose ACL does not grant `ntpgate status`: -32002.
+    let mut acl = app_acl();
+    acl["luci-app-ntpgate"]["read"]["ubus"]["ntpgate"] = json!([]);
+    let router = Router::with_acl("", acl);
+    let _d = local_clock(&router);
+    let t = show(
+        &router.view("status-denied", "ntpgate/status.js", ""),
+        "status-denied",
+    );
+    assert_shows(&t, &["Access denied"]);
+    assert!(!t.contains("does not answer"), "{t}");
+    assert_eq!(router.web.calls()[0].answer, Err((-32002, "Access denied")));
+    let t = show(&router.overview("widget-denied"), "overview-denied");
+    assert_shows(&t, &["Access denied"]);
+}
+
+/// Click Reload on the status page; the notification's text.
+fn reload(router: &Router, name: &str) -> String {
+    let after = "document.querySelector('.cbi-page-actions button').click();";
+    let t = show(&router.view(name, "ntpgate/status.js", after), name);
+    let note = t
+        .split("Dismiss")
+        .next()
+        .expect("a notification")
+        .to_string();
+    assert!(t.contains("Dismiss"), "no notification after Reload:\n{t}");
+    note
+}
+
+#[test]
+fn reload_says_what_the_daemon_did() {
+    let router = Router::new("");
+    let port = free_port();
+    let config = |burst: &str| {
+        format!(
+            "config server\n\toption ubus_socket '{}'\n\tlist listen '127.0.0.1'\n\toption port '{port}'\n\toption local_stratum '3'\n\toption ratelimit_burst '{burst}'\n",
+            router.socket.display()
+        )
+    };
+    let d = router.daemon(&config("16"), |s| s["sync"]["synchronised"] == true);
+
+    let note = reload(&router, "reload-unchanged");
+    assert!(note.contains("Configuration unchanged."), "{note}");
+
+    std::fs::write(&d.config_path, config("20")).unwrap();
+    let note = reload(&router, "reload-applied");
+    assert!(note.contains("Configuration applied."), "{note}");
+
+    // A file the daemon refuses: the page shows the daemon's errors.
+    std::fs::write(&d.config_path, config("0")).unwrap();
+    let note = reload(&router, "reload-refused");
+    assert!(note.contains("Configuration refused"), "{note}");
+    let answer = router
+        .web
+        .calls()
+        .into_iter()
+        .rfind(|c| c.method == "reload")
+        .unwrap()
+        .answer
+        .unwrap();
+    assert_eq!(answer[1]["result"], "refused", "{answer}");
+    let errors = answer[1]["errors"].as_array().unwrap();
+    assert!(!errors.is_empty());
+    for e in errors {
+        assert!(note.contains(e.as_str().unwrap()), "{e} in:\n{note}");
     }
-    json!({ "ntpgate": config })
+    assert!(note.contains("ratelimit_burst: '0'"), "{note}");
+    assert!(!note.contains("unchanged"), "{note}");
+
+    // A daemon that refuses the call itself (the capture's [2]).
+    router
+        .web
+        .answer("ntpgate", "reload", captured_result("reload"));
+    let note = reload(&router, "reload-call-refused");
+    assert!(
+        note.contains("The ntpgate daemon refused the request"),
+        "{note}"
+    );
+    assert!(!note.contains("unchanged"), "{note}");
+}
+
+#[test]
+fn status_page_polls_again() {
+    let router = Router::new("");
+    let port = free_port();
+    let _d = router.daemon(
+        &format!(
+            "config server\n\tlist listen '127.0.0.1'\n\toption port '{port}'\n\toption local_stratum '3'\n"
+        ),
+        |s| s["sync"]["synchronised"] == true,
+    );
+    // One NTP request before each status call: the Nth answer says N
+    // requests received.
+    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    router.web.before_call(move |object, method| {
+        if (object, method) == ("ntpgate", "status") {
+            let reply = exchange(
+                "127.0.0.1:0".parse().unwrap(),
+                server,
+                &request(4, 3, 6, ntp_now()),
+                Duration::from_secs(2),
+            );
+            assert!(reply.is_some(), "the daemon answers NTP");
+        }
+    });
+    let url = router.view("polling", "ntpgate/status.js", "");
+    let t = text(&dump(url.as_str()));
+    let calls = router
+        .web
+        .calls()
+        .iter()
+        .filter(|c| c.method == "status")
+        .count();
+    let shown: usize = t
+        .split("Requests received ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in:\n{t}"));
+    // load, the poll at once, and the poll 5 s later.
+    assert!(calls >= 3, "{calls} status calls");
+    assert!(
+        shown >= 3 && shown <= calls,
+        "the page shows {shown} of {calls}:\n{t}"
+    );
+    screenshot(&url, "status-polled");
+}
+
+/// UCI for the settings tests: the package's default config, a pinhole
+/// and a firewall section.
+fn settings_uci() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt-package/ntpgate/files/ntpgate.config"),
+    )
+    .unwrap()
+        + "config pinhole 'nas'\n\toption interface 'lan'\n\toption suffix '::50'\nconfig firewall 'fw'\n"
 }
 
 #[test]
 fn settings_form_validates_as_ntpgate_check() {
-    let default = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("openwrt-package/ntpgate/files/ntpgate.config"),
-    )
-    .unwrap();
-    let uci = uci_json(
-        &(default.clone()
-            + "config pinhole 'nas'\n\toption interface 'lan'\nconfig firewall 'fw'\n"),
-    );
+    let router = Router::new(&settings_uci());
     // (section, option, value): every validated option, good and bad values.
     let cases: Vec<(&str, &str, &str)> = vec![
         ("main", "port", "123"),
@@ -401,14 +786,13 @@ fn settings_form_validates_as_ntpgate_check() {
     ];
     let js_cases = serde_json::to_string(&cases).unwrap();
     let after = format!(
-        "var r = {js_cases}.map(function(c) {{ var v = window.FORM_MAP.validate(c[0], c[1], c[2]); return v === true ? null : String(v); }});\
-         var pre = document.createElement('pre'); pre.id = 'validation'; pre.textContent = JSON.stringify(r);\
-         document.getElementById('maincontent').appendChild(pre);"
+        "var cases = {js_cases}, r = [];\
+         cases.reduce(function(p, c) {{ return p.then(function() {{ return window.luciValidate(c[0], c[1], c[2]).then(function(v) {{ r.push(v === true ? null : String(v)); }}); }}); }}, Promise.resolve())\
+         .then(function() {{ var pre = document.createElement('pre'); pre.id = 'validation'; pre.textContent = JSON.stringify(r);\
+         document.getElementById('maincontent').appendChild(pre); }});"
     );
-    let dom = render(
-        &page("settings", "ntpgate/settings.js", &json!({}), &uci, &after),
-        "settings",
-    );
+    let url = router.view("settings", "ntpgate/settings.js", &after);
+    let dom = dump(&url);
     let t = text(&dom);
     assert_shows(
         &t,
@@ -426,7 +810,7 @@ fn settings_form_validates_as_ntpgate_check() {
     let results: Vec<Option<String>> = serde_json::from_str(
         &dom.split("<pre id=\"validation\">")
             .nth(1)
-            .unwrap()
+            .expect("the validation results")
             .split("</pre>")
             .next()
             .unwrap()
@@ -436,16 +820,19 @@ fn settings_form_validates_as_ntpgate_check() {
             .replace("&gt;", ">"),
     )
     .unwrap();
+    assert_eq!(results.len(), cases.len());
+    // LuCI's own datatype message (shared/fixtures/luci/README.md).
+    assert_eq!(
+        results[3].as_deref(),
+        Some("Expecting: valid port value"),
+        "port x"
+    );
     let network = Interfaces::parse(
         "config interface 'lan'\n\toption device 'br-lan'\n",
         "network",
     );
     for ((section, option, value), ui) in cases.iter().zip(&results) {
-        let text = if *section == "fw" {
-            format!(
-                "config server 'main'\n\toption local_stratum '3'\nconfig firewall 'fw'\n\toption {option} '{value}'\n"
-            )
-        } else if *section == "main" {
+        let text = if *section == "main" {
             let list = if *option == "upstream" {
                 "list"
             } else {
@@ -477,20 +864,186 @@ fn settings_form_validates_as_ntpgate_check() {
             "{section}.{option} = {value:?}: the form says {ui:?}, ntpgate check says {check_error:?}"
         );
     }
+    screenshot(&url, "settings");
+}
+
+fn daemon_reads(text: &str) -> ntpgate::config::Config {
+    let network = Interfaces::parse(
+        "config interface 'lan'\n\toption device 'br-lan'\n",
+        "network",
+    );
+    let loaded = ntpgate::config::parse(text, "ntpgate", &network);
+    assert!(
+        loaded.errors().next().is_none(),
+        "{:?}\n{text}",
+        loaded.diagnostics
+    );
+    loaded.config.unwrap()
+}
+
+/// Open the settings with `uci`, press Save; what UCI then holds.
+fn save(name: &str, uci: &str) -> (Router, Uci) {
+    let router = Router::new(uci);
+    let after = "var b = Array.prototype.filter.call(document.querySelectorAll('.cbi-page-actions button'),\
+                 function(b) { return b.textContent == 'Save'; })[0]; b.click();";
+    let t = text(&dump(&router.view(name, "ntpgate/settings.js", after)));
+    assert!(!t.contains("Save error"), "{t}");
+    let saved = router.web.uci();
+    (router, saved)
+}
+
+#[test]
+fn settings_save_keeps_what_the_daemon_reads() {
+    // The package's config as shipped: Save drops the flags that equal
+    // their default (ratelimit '1', serve_wan '0') and every comment.
+    let shipped = settings_uci();
+    let (router, saved) = save("settings-save-default", &shipped);
+    let deletes: Vec<Value> = router
+        .web
+        .calls()
+        .into_iter()
+        .filter(|c| (c.object.as_str(), c.method.as_str()) == ("uci", "delete"))
+        .map(|c| c.args)
+        .collect();
+    assert!(
+        deletes.iter().any(|a| a["section"] == "main"
+            && a["options"].as_array().is_some_and(
+                |o| o.contains(&json!("ratelimit")) && o.contains(&json!("serve_wan"))
+            )),
+        "uci delete of the default-valued flags: {deletes:?}"
+    );
+    let file = saved.export();
+    assert!(!file.contains('#'), "{file}");
+    assert!(!file.contains("option ratelimit '1'"), "{file}");
+    assert_eq!(daemon_reads(&file), daemon_reads(&shipped), "{file}");
+
+    // Every flag set, to the daemon's default and away from it, in the
+    // spellings the daemon accepts (README: 1/0, yes/no, on/off,
+    // true/false, enabled/disabled).
+    for (name, on, off) in [
+        ("settings-save-flags-10", "1", "0"),
+        ("settings-save-flags-yes", "yes", "no"),
+        ("settings-save-flags-on", "on", "off"),
+        ("settings-save-flags-true", "true", "false"),
+        ("settings-save-flags-enabled", "enabled", "disabled"),
+    ] {
+        for (first, second) in [(on, off), (off, on)] {
+            let uci = format!(
+                "config server 'main'\n\toption enabled '{first}'\n\toption local_stratum '3'\n\toption serve_wan '{first}'\n\toption clock_control '{second}'\n\toption ratelimit '{first}'\n\toption ratelimit_kod '{first}'\n\
+                 config pinhole 'nas'\n\toption enabled '{second}'\n\toption suffix '::50'\n\toption health_check '{first}'\n"
+            );
+            let (_, saved) = save(name, &uci);
+            let file = saved.export();
+            assert_eq!(
+                daemon_reads(&file),
+                daemon_reads(&uci),
+                "{uci}\nsaved as\n{file}"
+            );
+        }
+    }
+}
+
+#[test]
+fn placeholders_are_the_daemons_defaults() {
+    let router = Router::new(&settings_uci());
+    let after = "var rows = [];\
+        window.FORM_MAP.children.forEach(function(s) { s.children.forEach(function(o) {\
+          if (o.placeholder != null) rows.push([s.sectiontype, o.option, String(o.placeholder)]); }); });\
+        var pre = document.createElement('pre'); pre.id = 'placeholders'; pre.textContent = JSON.stringify(rows);\
+        document.getElementById('maincontent').appendChild(pre);";
+    let dom = dump(&router.view("settings-placeholders", "ntpgate/settings.js", after));
+    let rows: Vec<(String, String, String)> = serde_json::from_str(
+        &dom.split("<pre id=\"placeholders\">")
+            .nth(1)
+            .expect("the placeholders")
+            .split("</pre>")
+            .next()
+            .unwrap()
+            .replace("&quot;", "\""),
+    )
+    .unwrap();
+    assert!(rows.len() > 15, "{rows:?}");
+    let network = Interfaces::parse(
+        "config interface 'lan'\n\toption device 'br-lan'\n",
+        "network",
+    );
+    let base = |section: &str, extra: &str| match section {
+        "server" => format!("config server 'main'\n\toption local_stratum '3'\n{extra}"),
+        "firewall" => {
+            format!(
+                "config server 'main'\n\toption local_stratum '3'\nconfig firewall 'fw'\n{extra}"
+            )
+        }
+        _ => format!(
+            "config server 'main'\n\toption local_stratum '3'\nconfig pinhole 'nas'\n\toption suffix '::50'\n{extra}"
+        ),
+    };
+    // The suffix's placeholder shows the form of a value; there is no default.
+    let examples = [("pinhole", "suffix")];
+    for (section, option, placeholder) in &rows {
+        if examples.contains(&(section.as_str(), option.as_str())) {
+            continue;
+        }
+        let kind = if option == "listen" { "list" } else { "option" };
+        let absent = ntpgate::config::parse(&base(section, ""), "t", &network);
+        let given = ntpgate::config::parse(
+            &base(section, &format!("\t{kind} {option} '{placeholder}'\n")),
+            "t",
+            &network,
+        );
+        // A placeholder that is no value at all describes the default.
+        if given.errors().next().is_some() {
+            assert!(
+                placeholder.contains(' '),
+                "{section}.{option}: placeholder {placeholder:?} looks like a value but is refused"
+            );
+            continue;
+        }
+        assert_eq!(
+            given.config, absent.config,
+            "{section}.{option}: the placeholder {placeholder:?} is not the daemon's default"
+        );
+    }
+}
+
+#[test]
+fn grid_leaves_modalonly_options_to_the_dialog() {
+    let router = Router::new(&settings_uci());
+    let after = "document.querySelector('.cbi-section-table-row .cbi-button-edit').click();";
+    let dom = dump(&router.view("settings-grid", "ntpgate/settings.js", after));
+    let grid = dom
+        .split("cbi-section-table-titles\">")
+        .nth(1)
+        .expect("the grid's title row")
+        .split("</tr>")
+        .next()
+        .unwrap();
+    let columns = visible(grid);
+    assert_shows(
+        &columns,
+        &["Name", "Enabled", "Interface", "Suffix", "Limit per source"],
+    );
+    assert!(!columns.contains("Device"), "{columns}");
+    let dialog = dom
+        .split("id=\"modal_overlay\"")
+        .nth(1)
+        .expect("the edit dialog");
+    assert_shows(&visible(dialog), &["nas", "Device", "Interface", "Suffix"]);
 }
 
 #[test]
 fn app_files_are_consistent() {
     let app = Path::new(APP);
     let views: Vec<PathBuf> = [
-        "ntpgate/status.js",
-        "ntpgate/settings.js",
-        "status/include/50_ntpgate.js",
+        "view/ntpgate/status.js",
+        "view/ntpgate/settings.js",
+        "view/status/include/50_ntpgate.js",
+        "ntpgate.js",
     ]
     .iter()
-    .map(|v| app.join(VIEWS).join(v))
+    .map(|v| app.join("htdocs/luci-static/resources").join(v))
     .collect();
-    // Every JSON file parses; every view is valid JavaScript.
+    // Every JSON file parses; every view and module is valid JavaScript.
     for json_file in [
         "root/usr/share/luci/menu.d/luci-app-ntpgate.json",
         "root/usr/share/rpcd/acl.d/luci-app-ntpgate.json",
@@ -503,7 +1056,7 @@ fn app_files_are_consistent() {
     for v in &views {
         run_ok(Command::new(&node).arg("--check").arg(v));
     }
-    // The ACL grants exactly the ubus methods the views call.
+    // The ACL grants exactly the ubus methods the app calls.
     let mut called: Vec<String> = Vec::new();
     for v in &views {
         let source = std::fs::read_to_string(v).unwrap();
@@ -520,11 +1073,7 @@ fn app_files_are_consistent() {
     }
     called.sort();
     called.dedup();
-    let acl: Value = serde_json::from_str(
-        &std::fs::read_to_string(app.join("root/usr/share/rpcd/acl.d/luci-app-ntpgate.json"))
-            .unwrap(),
-    )
-    .unwrap();
+    let acl = app_acl();
     let mut granted: Vec<String> = Vec::new();
     for mode in ["read", "write"] {
         for (object, methods) in acl["luci-app-ntpgate"][mode]["ubus"]
@@ -594,6 +1143,7 @@ fn luci_package_holds_the_app() {
         "./www/luci-static/resources/view/ntpgate/status.js",
         "./www/luci-static/resources/view/ntpgate/settings.js",
         "./www/luci-static/resources/view/status/include/50_ntpgate.js",
+        "./www/luci-static/resources/ntpgate.js",
         "./usr/share/luci/menu.d/luci-app-ntpgate.json",
         "./usr/share/rpcd/acl.d/luci-app-ntpgate.json",
         "./usr/share/ucitrack/luci-app-ntpgate.json",

@@ -80,6 +80,19 @@ function validateGlobal(section_id, value) {
 	return true;
 }
 
+// UCI booleans as the daemon reads them: 1/0, yes/no, on/off, true/false,
+// enabled/disabled. form.Flag knows only '1' and '0': it would show 'yes'
+// unchecked, and Save would write the opposite of what the file meant (or
+// drop the option when unchecked is its default).
+function loadBool(section_id) {
+	var v = form.Flag.prototype.load.call(this, section_id);
+	if ([ '1', 'yes', 'on', 'true', 'enabled' ].indexOf(v) >= 0)
+		return '1';
+	if ([ '0', 'no', 'off', 'false', 'disabled' ].indexOf(v) >= 0)
+		return '0';
+	return v;
+}
+
 return view.extend({
 	render: function() {
 		var m, s, o;
@@ -149,7 +162,7 @@ return view.extend({
 		o.depends('ratelimit', '1');
 
 		o = s.taboption('ratelimit', form.Value, 'ratelimit_burst', _('Burst'));
-		o.placeholder = '8';
+		o.placeholder = '16';
 		o.validate = range(1, 1024, true);
 		o.depends('ratelimit', '1');
 
@@ -254,6 +267,15 @@ return view.extend({
 
 		o = s.option(form.Value, 'limit_pps', _('Limit per source (packets/s)'));
 		o.validate = range(1, 1000000, true);
+
+		// Each Flag's default is the daemon's: Save drops an option that
+		// equals it.
+		m.children.forEach(function(section) {
+			section.children.forEach(function(option) {
+				if (option instanceof form.Flag)
+					option.load = loadBool;
+			});
+		});
 
 		return m.render();
 	}

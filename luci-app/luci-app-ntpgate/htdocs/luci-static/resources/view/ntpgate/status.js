@@ -1,34 +1,32 @@
 'use strict';
 'require view';
 'require poll';
-'require rpc';
 'require ui';
 'require dom';
+'require ntpgate';
 
-// Everything shown here comes from the daemon's own ubus object.
-var callStatus = rpc.declare({
-	object: 'ntpgate',
-	method: 'status',
-	expect: { }
-});
+// Everything shown here comes from the daemon's own ubus object (see
+// ntpgate.js). Values from the daemon go into E() inside arrays: a single
+// string child would be set as HTML.
 
-var callReload = rpc.declare({
-	object: 'ntpgate',
-	method: 'reload',
-	expect: { }
-});
+var text = ntpgate.text;
 
 // Re-read /etc/config/ntpgate now, and say what the daemon made of it.
 function handleReload(ev) {
-	return callReload().then(function(r) {
+	return ntpgate.reload().then(function(r) {
 		if (r.result == 'refused')
-			ui.addNotification(_('Configuration refused'),
-				E('pre', {}, (r.errors || []).join('\n')), 'danger');
+			ui.addNotification(_('Configuration refused'), [
+				E('p', {}, _('The daemon keeps running with its previous configuration. Fix these errors in /etc/config/ntpgate or in the Settings:')),
+				E('pre', {}, [ (Array.isArray(r.errors) && r.errors.length) ? r.errors.join('\n') : _('(the daemon gave no reason)') ])
+			], 'danger');
+		else if (r.result == 'applied')
+			ui.addNotification(null, E('p', {}, _('Configuration applied.')), 'info');
+		else if (r.result == 'unchanged')
+			ui.addNotification(null, E('p', {}, _('Configuration unchanged.')), 'info');
 		else
-			ui.addNotification(null, E('p', {}, r.result == 'applied'
-				? _('Configuration applied.') : _('Configuration unchanged.')), 'info');
+			throw new Error(_('The ntpgate daemon sent an answer this page does not understand: %s').format(JSON.stringify(r)));
 	}).catch(function(e) {
-		ui.addNotification(null, E('p', {}, _('Reload failed: %s').format(e.message)), 'danger');
+		ui.addNotification(_('Reload failed'), E('p', {}, [ ntpgate.explain(e) ]), 'danger');
 	});
 }
 
@@ -53,7 +51,7 @@ function table(titles, rows, empty) {
 			titles.map(function(t) { return E('th', { 'class': 'th' }, t); }))
 	].concat(rows.length ? rows.map(function(r) {
 		return E('tr', { 'class': 'tr' },
-			r.map(function(c) { return E('td', { 'class': 'td' }, c); }));
+			r.map(function(c) { return E('td', { 'class': 'td' }, [ c ]); }));
 	}) : [ E('tr', { 'class': 'tr placeholder' }, E('td', { 'class': 'td' }, E('em', empty))) ]));
 }
 
@@ -95,10 +93,10 @@ function headline(st) {
 	return E('div', { 'class': 'cbi-section ntpgate-headline' }, [
 		E('h3', {}, sync.synchronised ? _('Serving time, synchronised') : _('Serving, not synchronised')),
 		E('p', {}, [
-			_('Stratum'), ': ', E('strong', {}, String(sync.stratum)), ' \u00b7 ',
-			_('Reference'), ': ', E('strong', {}, sync.refid || '-'), ' \u00b7 ',
-			_('Offset'), ': ', E('strong', {}, ms(sync.offset_s) + ' ms'), ' \u00b7 ',
-			_('Frequency'), ': ', E('strong', {}, sync.frequency_ppm == null ? '-' : '%.3f ppm'.format(sync.frequency_ppm))
+			_('Stratum'), ': ', E('strong', {}, [ text(sync.stratum) ]), ' \u00b7 ',
+			_('Reference'), ': ', E('strong', {}, [ text(sync.refid) ]), ' \u00b7 ',
+			_('Offset'), ': ', E('strong', {}, [ ms(sync.offset_s) + ' ms' ]), ' \u00b7 ',
+			_('Frequency'), ': ', E('strong', {}, [ sync.frequency_ppm == null ? '-' : '%.3f ppm'.format(sync.frequency_ppm) ])
 		]),
 		E('p', { 'class': 'ntpgate-advice' }, advice)
 	]);
@@ -108,12 +106,12 @@ function upstreams(st) {
 	var rows = (st.upstreams || []).map(function(u) {
 		return [
 			u.status == 'selected' ? '*' : (u.status == 'candidate' ? '+' : (u.status == 'falseticker' ? 'x' : (u.status == 'outlier' ? '-' : '?'))),
-			u.name + (u.address && u.address != u.name ? ' (' + u.address + ')' : ''),
-			u.stratum == null ? '-' : String(u.stratum),
+			text(u.name) + (u.address && u.address != u.name ? ' (' + u.address + ')' : ''),
+			text(u.stratum),
 			u.poll == null ? '-' : String(Math.pow(2, u.poll)) + ' s',
 			octal(u.reach),
 			ms(u.offset_s), ms(u.delay_s), ms(u.jitter_s),
-			u.status
+			text(u.status)
 		];
 	});
 	return E('div', { 'class': 'cbi-section' }, [
@@ -128,15 +126,15 @@ function server(st) {
 	var rows = [
 		[ _('Requests/s, last minute'), r.minute == null ? '-' : '%.2f'.format(r.minute) ],
 		[ _('Requests/s, last hour'), r.hour == null ? '-' : '%.2f'.format(r.hour) ],
-		[ _('Clients seen, last hour'), s.clients_seen_hour == null ? '-' : String(s.clients_seen_hour) ],
-		[ _('Requests received'), String(c.received) ],
-		[ _('Answered'), String(c.answered) ],
-		[ _('Rate limited'), String(c.limited) ],
-		[ _('Kiss-o\'-death sent'), String(c.kod_sent) ],
-		[ _('Dropped: malformed'), String(d.malformed) ],
-		[ _('Dropped: mode'), String(d.mode) ],
-		[ _('Dropped: denied'), String(d.denied) ],
-		[ _('Dropped: rate limit'), String(d.ratelimit) ]
+		[ _('Clients seen, last hour'), text(s.clients_seen_hour) ],
+		[ _('Requests received'), text(c.received) ],
+		[ _('Answered'), text(c.answered) ],
+		[ _('Rate limited'), text(c.limited) ],
+		[ _('Kiss-o\'-death sent'), text(c.kod_sent) ],
+		[ _('Dropped: malformed'), text(d.malformed) ],
+		[ _('Dropped: mode'), text(d.mode) ],
+		[ _('Dropped: denied'), text(d.denied) ],
+		[ _('Dropped: rate limit'), text(d.ratelimit) ]
 	];
 	return E('div', { 'class': 'cbi-section' }, [
 		E('h3', {}, _('Server')),
@@ -148,12 +146,12 @@ function server(st) {
 function pinholes(st) {
 	var rows = (st.pinholes || []).map(function(p) {
 		return [
-			p.name, p.target + ' (' + p.device + ')',
+			text(p.name), text(p.target) + ' (' + text(p.device) + ')',
 			(p.addresses || []).join(', ') || '-',
-			p.health,
+			text(p.health),
 			p.open ? _('open') : _('closed'),
-			p.open ? '' : p.reason,
-			String(p.packets)
+			p.open ? '' : text(p.reason),
+			text(p.packets)
 		];
 	});
 	return E('div', { 'class': 'cbi-section' }, [
@@ -198,20 +196,27 @@ function render(st) {
 	]);
 }
 
+// The page's body: the status, or what went wrong.
+function show(st) {
+	return st.failure
+		? E('p', { 'class': 'alert-message warning' }, [ st.failure ])
+		: render(st);
+}
+
+function fetch() {
+	return ntpgate.status().catch(function(e) {
+		return { failure: ntpgate.explain(e) };
+	});
+}
+
 return view.extend({
-	load: function() {
-		return callStatus().catch(function(e) { return null; });
-	},
+	load: fetch,
 
 	render: function(st) {
-		var body = E('div', {}, st ? render(st) : E('p', { 'class': 'alert-message warning' },
-			_('The ntpgate daemon does not answer on ubus: is it running? (/etc/init.d/ntpgate start)')));
+		var body = E('div', {}, show(st));
 		poll.add(function() {
-			return callStatus().then(function(fresh) {
-				dom.content(body, render(fresh));
-			}).catch(function() {
-				dom.content(body, E('p', { 'class': 'alert-message warning' },
-					_('The ntpgate daemon does not answer on ubus: is it running? (/etc/init.d/ntpgate start)')));
+			return fetch().then(function(fresh) {
+				dom.content(body, show(fresh));
 			});
 		}, 5);
 		return E([], [
