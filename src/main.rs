@@ -33,13 +33,18 @@ struct Cli {
 enum Command {
     /// Run the daemon in the foreground (what the init script starts).
     ///
-    /// Logs go to stderr, one line per event. SIGHUP re-reads the config
+    /// Logs go to stderr (or syslog), one line per event. SIGHUP re-reads the config
     /// (a config with errors is refused and the running one kept), SIGUSR1
     /// logs the server counters, SIGTERM or SIGINT stop.
     Run {
         /// The UCI config file.
         #[arg(short, long, value_name = "FILE", default_value = config::DEFAULT_PATH)]
         config: PathBuf,
+        /// Log to syslog (facility daemon, each line at its own priority)
+        /// instead of stderr: at /dev/log, or at SOCKET. The init script
+        /// passes it.
+        #[arg(long, value_name = "SOCKET", num_args = 0..=1, default_missing_value = "/dev/log")]
+        syslog: Option<PathBuf>,
     },
     /// Check a config file and print every problem in it.
     ///
@@ -107,7 +112,12 @@ config server 'main'
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run { config } => daemon::run(ConfigSource::File(config)),
+        Command::Run { config, syslog } => {
+            if let Some(socket) = syslog {
+                ntpgate::log::to_syslog(socket);
+            }
+            daemon::run(ConfigSource::File(config))
+        }
         Command::Check { config } => check(&config),
         Command::Query { target, timeout } => {
             if !(timeout.is_finite() && timeout > 0.0) {

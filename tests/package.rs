@@ -39,7 +39,7 @@ struct Root {
 }
 
 impl Root {
-    fn new(sysntpd_enabled: bool, ujail: bool) -> Root {
+    fn new(sysntpd_enabled: bool) -> Root {
         let dir = scratch_dir().join(unique("root"));
         std::fs::create_dir_all(dir.join("etc/init.d")).unwrap();
         let sysntpd = dir.join("etc/init.d/sysntpd");
@@ -51,17 +51,6 @@ impl Root {
         run_ok(Command::new("chmod").arg("755").arg(&sysntpd));
         if sysntpd_enabled {
             std::fs::write(dir.join("etc/sysntpd.enabled"), "").unwrap();
-        }
-        if ujail {
-            std::fs::create_dir_all(dir.join("sbin")).unwrap();
-            std::fs::create_dir_all(dir.join("etc/capabilities")).unwrap();
-            std::fs::write(dir.join("sbin/ujail"), "").unwrap();
-            run_ok(Command::new("chmod").arg("755").arg(dir.join("sbin/ujail")));
-            std::fs::copy(
-                Path::new(FILES).join("ntpgate.capabilities.json"),
-                dir.join("etc/capabilities/ntpgate.json"),
-            )
-            .unwrap();
         }
         Root { dir }
     }
@@ -102,15 +91,17 @@ impl Root {
 #[test]
 fn init_script_declares_the_instance_and_takes_over_from_sysntpd() {
     require("busybox", "busybox-static");
-    let root = Root::new(true, true);
+    let root = Root::new(true);
     let calls = root.init("start_service", true, true);
     let command = calls
         .iter()
         .find(|c| c.starts_with("procd_set_param command"))
         .expect("a command");
+    // Logs to syslog with each line's own priority (procd would record
+    // stderr at LOG_ERR).
     assert_eq!(
         command,
-        "procd_set_param command /usr/sbin/ntpgate run --config /etc/config/ntpgate"
+        "procd_set_param command /usr/sbin/ntpgate run --config /etc/config/ntpgate --syslog"
     );
     for expected in [
         "sysntpd disable",
@@ -119,11 +110,6 @@ fn init_script_declares_the_instance_and_takes_over_from_sysntpd() {
         "procd_set_param respawn",
         "procd_set_param stderr 1",
         "procd_set_param file /etc/config/ntpgate",
-        "procd_add_jail ntpgate",
-        "procd_set_param capabilities /etc/capabilities/ntpgate.json",
-        "procd_set_param user ntpgate",
-        "procd_set_param group ntpgate",
-        "procd_set_param no_new_privs 1",
         "procd_close_instance",
     ] {
         assert!(
@@ -139,11 +125,24 @@ fn init_script_declares_the_instance_and_takes_over_from_sysntpd() {
         1,
         "one instance"
     );
+    // The daemon drops privileges itself (option user): no ujail, whose
+    // capabilities file would stop everything in a container that lacks
+    // one of them.
     assert!(
-        calls
+        !calls
             .iter()
-            .any(|c| c.starts_with("chown ntpgate:ntpgate") && c.ends_with("/var/lib/ntpgate"))
+            .any(|c| c.contains("jail") || c.contains("capabilities") || c.contains("user")),
+        "{calls:#?}"
     );
+    assert!(
+        calls.iter().any(|c| c
+            == &format!(
+                "chown -h ntpgate:ntpgate {}/var/lib/ntpgate",
+                root.dir.display()
+            )),
+        "{calls:#?}"
+    );
+    assert!(root.dir.join("var/lib/ntpgate").is_dir());
     assert!(!root.sysntpd_enabled() && root.handed_over());
 
     // Started again (a restart): sysntpd stays off, and the note that it
@@ -173,7 +172,7 @@ fn init_script_declares_the_instance_and_takes_over_from_sysntpd() {
 #[test]
 fn server_off_in_the_config_gives_sysntpd_back_and_starts_nothing() {
     require("busybox", "busybox-static");
-    let root = Root::new(true, false);
+    let root = Root::new(true);
     root.init("start_service", true, true);
     assert!(root.handed_over());
     let calls = root.init("start_service", false, true);
@@ -185,17 +184,11 @@ fn server_off_in_the_config_gives_sysntpd_back_and_starts_nothing() {
 }
 
 #[test]
-fn without_ujail_no_capabilities_are_promised() {
+fn a_disabled_sysntpd_stays_disabled() {
     require("busybox", "busybox-static");
-    let root = Root::new(false, false);
+    let root = Root::new(false);
     let calls = root.init("start_service", true, true);
     assert!(calls.iter().any(|c| c == "procd_open_instance "));
-    assert!(
-        !calls
-            .iter()
-            .any(|c| c.contains("capabilities") || c.contains("user ntpgate")),
-        "{calls:#?}"
-    );
     // sysntpd was disabled: stopped, not noted, so not enabled later.
     assert!(calls.iter().any(|c| c == "sysntpd stop"));
     assert!(!calls.iter().any(|c| c == "sysntpd disable"));
@@ -204,11 +197,38 @@ fn without_ujail_no_capabilities_are_promised() {
     assert!(!root.sysntpd_enabled(), "a disabled sysntpd stays disabled");
 }
 
+/// /var is /tmp on OpenWrt: anyone may have put a symlink where the state
+/// directory goes, aiming chown at a file of root's.
+#[test]
+fn the_state_directory_never_follows_a_planted_symlink() {
+    require("busybox", "busybox-static");
+    let root = Root::new(false);
+    let victim = root.dir.join("etc/shadow");
+    std::fs::write(&victim, "root:secret\n").unwrap();
+    std::fs::create_dir_all(root.dir.join("var/lib")).unwrap();
+    std::os::unix::fs::symlink(&victim, root.dir.join("var/lib/ntpgate")).unwrap();
+    let calls = root.init("start_service", true, true);
+    let state = root.dir.join("var/lib/ntpgate");
+    let meta = std::fs::symlink_metadata(&state).unwrap();
+    assert!(meta.is_dir(), "a directory of its own, not the symlink");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "root:secret\n",
+        "the target is untouched"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c == &format!("chown -h ntpgate:ntpgate {}", state.display())),
+        "{calls:#?}"
+    );
+}
+
 #[test]
 fn uci_defaults_takes_over_on_install() {
     require("busybox", "busybox-static");
     for was_enabled in [true, false] {
-        let root = Root::new(was_enabled, false);
+        let root = Root::new(was_enabled);
         let log = root.dir.join("log");
         let status = Command::new("busybox")
             .args(["sh", &format!("{FILES}/ntpgate.uci-defaults")])
@@ -226,38 +246,16 @@ fn uci_defaults_takes_over_on_install() {
 
 #[test]
 fn package_files_are_valid() {
-    for json in ["ntpgate.capabilities.json", "ntpgate.acl.json"] {
-        let text = std::fs::read_to_string(Path::new(FILES).join(json)).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{json}: {e}"));
-        if json.contains("capabilities") {
-            // Exactly the three capabilities, in every set: a non-root
-            // process keeps across exec only what is ambient.
-            for set in [
-                "bounding",
-                "effective",
-                "permitted",
-                "inheritable",
-                "ambient",
-            ] {
-                let mut caps: Vec<&str> = v[set]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c.as_str().unwrap())
-                    .collect();
-                caps.sort();
-                assert_eq!(
-                    caps,
-                    ["CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE", "CAP_SYS_TIME"],
-                    "{set}"
-                );
-            }
-        } else {
-            assert_eq!(v["user"], "ntpgate");
-            assert_eq!(v["publish"], serde_json::json!(["ntpgate"]));
-        }
-    }
+    // ubusd's ACL: the daemon's user may publish its object and ask
+    // netifd for the devices, nothing more.
+    let text = std::fs::read_to_string(Path::new(FILES).join("ntpgate.acl.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).expect("the ACL is JSON");
+    assert_eq!(v["user"], "ntpgate");
+    assert_eq!(v["publish"], serde_json::json!(["ntpgate"]));
+    assert_eq!(
+        v["access"],
+        serde_json::json!({"network.interface": {"methods": ["dump"]}})
+    );
     // The default config is valid for `ntpgate check` (with the network
     // config of a default OpenWrt beside it).
     let dir = scratch_dir().join(unique("etc-config"));
@@ -284,7 +282,7 @@ fn shellcheck_passes_the_scripts() {
     // Busybox's ash is the router's shell. shellcheck 0.9 (Debian 12) has
     // no busybox dialect; dash, ash's sibling (`local`, no arrays, no
     // `[[`), is the nearest it knows.
-    for script in ["ntpgate.init", "ntpgate.uci-defaults"] {
+    for script in ["ntpgate.init", "ntpgate.uci-defaults", "ntpgate.postinst"] {
         let out = Command::new(&shellcheck)
             .args(["--shell=dash", "--severity=style"])
             .arg(Path::new(FILES).join(script))
@@ -296,4 +294,45 @@ fn shellcheck_passes_the_scripts() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+}
+
+/// ubusd reads its ACL files only at its start and on SIGHUP: the
+/// package's post-install tells it, on the router, not while an image is
+/// built (IPKG_INSTROOT set).
+#[test]
+fn the_post_install_makes_ubusd_read_the_new_acl() {
+    require("busybox", "busybox-static");
+    let script = Path::new(FILES).join("ntpgate.postinst");
+    for (instroot, expected) in [("", "-HUP ubusd\n"), ("/tmp/image", "")] {
+        let log = scratch_dir().join("killall.log");
+        // busybox's sh runs its own killall applet before any on PATH: a
+        // function stands in for it.
+        let status = Command::new("busybox")
+            .args(["sh", "-c"])
+            .arg(format!(
+                "killall() {{ echo \"$*\" >>{}; }}; . {}",
+                log.display(),
+                script.display()
+            ))
+            .env("IPKG_INSTROOT", instroot)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            expected,
+            "IPKG_INSTROOT={instroot:?}"
+        );
+    }
+    // The SDK Makefile says the same (make's $$ is the script's $).
+    let makefile = std::fs::read_to_string(Path::new(FILES).join("../Makefile")).unwrap();
+    let define = makefile
+        .split("define Package/ntpgate/postinst\n")
+        .nth(1)
+        .and_then(|rest| rest.split("endef").next())
+        .expect("Package/ntpgate/postinst in the Makefile");
+    assert_eq!(
+        define.replace("$$", "$"),
+        std::fs::read_to_string(&script).unwrap()
+    );
 }

@@ -344,3 +344,46 @@ fn luci_calls_through_uhttpd_are_answered() {
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
 }
+
+/// A fresh install, as on a router: ubusd was started before the package
+/// put its ACL file in place, and the daemon runs as its own user. Until
+/// ubusd reads its ACLs again (SIGHUP, which the package's post-install
+/// sends) the object cannot be published, and the log says why.
+#[test]
+fn publishing_waits_for_ubusd_to_read_the_acl() {
+    require_root("starting the daemon as root");
+    let acl_dir = scratch_dir().join("acl.d");
+    std::fs::create_dir_all(&acl_dir).unwrap();
+    let socket = scratch_dir().join("ubus.sock");
+    let ubusd = Ubusd::start_with_acl(&socket, Some(&acl_dir));
+    let config = config(&socket, free_port()) + "\toption user 'nobody'\n";
+    let d = Daemon::start(&config, 1);
+    d.wait_for_log(
+        |l| l.contains("ubusd refused to publish the object ntpgate"),
+        "the refusal",
+    );
+    assert!(
+        d.log()
+            .contains("this user (nobody) is not allowed by ubusd's ACL"),
+        "{}",
+        d.log()
+    );
+
+    // The package's ACL file, for this test's user, as opkg leaves it.
+    let acl = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/openwrt-package/ntpgate/files/ntpgate.acl.json"
+    ))
+    .unwrap()
+    .replacen("\"user\": \"ntpgate\"", "\"user\": \"nobody\"", 1);
+    let file = acl_dir.join("ntpgate.json");
+    std::fs::write(&file, acl).unwrap();
+    // Not read until ubusd is told.
+    assert_eq!(
+        within(Duration::from_secs(3), || ubusd.has_object("ntpgate")),
+        None
+    );
+    ubusd.reload_acl();
+    within(Duration::from_secs(5), || ubusd.has_object("ntpgate")).expect("published");
+    assert_eq!(status_command(&socket, false).0, 0);
+}

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub pinhole_timeout: u32,
     /// ubusd's socket.
     pub ubus_socket: PathBuf,
+    /// Started as root: run as this user, keeping only the capabilities
+    /// the job needs.
+    pub user: Option<String>,
 }
 
 /// The sync engine's part of the config.
@@ -123,6 +126,7 @@ impl Default for ServerConfig {
             serve_wan: false,
             pinhole_timeout: 60,
             ubus_socket: PathBuf::from(crate::ubus::session::DEFAULT_SOCKET),
+            user: None,
         }
     }
 }
@@ -270,6 +274,7 @@ const SINGLE_OPTIONS: &[&str] = &[
     "serve_wan",
     "pinhole_timeout",
     "ubus_socket",
+    "user",
 ];
 
 fn build(file: &UciFile, report: &mut Report<'_>) -> Config {
@@ -561,6 +566,17 @@ fn server_config(options: &[Resolved], report: &mut Report<'_>) -> ServerConfig 
             "allow" => cfg.access.allow = cidrs(opt, report),
             "deny" => cfg.access.deny = cidrs(opt, report),
             "ubus_socket" => cfg.ubus_socket = PathBuf::from(value),
+            "user" => {
+                let valid = value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    && !value.starts_with('-');
+                if valid {
+                    cfg.user = Some(value.to_string());
+                } else {
+                    report.error(line, format!("user: '{value}' is not a user name"));
+                }
+            }
             other => report.error(
                 line,
                 format!("unknown option '{other}' in the server section"),

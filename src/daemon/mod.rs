@@ -7,6 +7,7 @@
 
 mod firewall;
 mod netifd;
+mod privileges;
 mod sync;
 mod ubus;
 pub mod udp;
@@ -92,6 +93,8 @@ struct Shared {
     /// ubus messages dropped because they did not decode (a Mutex: 32-bit
     /// MIPS has no 64-bit atomics).
     ubus_malformed: Mutex<u64>,
+    /// The user the daemon runs as, for messages.
+    user: String,
 }
 
 impl Shared {
@@ -159,6 +162,20 @@ pub fn run(source: ConfigSource) -> i32 {
         error!("{}: configuration refused, not starting", source.describe());
         return 1;
     };
+    // Before any thread exists: the switch must hold for the whole process.
+    let user = match privileges::drop_to(config.server.user.as_deref()) {
+        Ok(p) => {
+            log_privileges(&p, &config, &source);
+            p.name
+        }
+        Err(e) => {
+            error!(
+                "cannot run as user '{}': {e}; not starting",
+                config.server.user.as_deref().unwrap_or_default()
+            );
+            return 1;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -169,7 +186,39 @@ pub fn run(source: ConfigSource) -> i32 {
             return 1;
         }
     };
-    runtime.block_on(serve(source, config))
+    runtime.block_on(serve(source, config, user))
+}
+
+fn log_privileges(p: &privileges::Privileges, config: &Config, source: &ConfigSource) {
+    let kept: Vec<String> = p.kept.iter().map(|c| c.to_string()).collect();
+    match &p.switched_to {
+        Some(user) => notice!(
+            "running as user {user} (uid {}) with {}, no_new_privs",
+            p.uid,
+            if kept.is_empty() {
+                "no capabilities".to_string()
+            } else {
+                kept.join(", ")
+            }
+        ),
+        None if p.uid == 0 && matches!(source, ConfigSource::File(_)) => warning!(
+            "running as root: set option user (the package's config names 'ntpgate') to keep only what the daemon needs"
+        ),
+        None => {}
+    }
+    for cap in &p.lacking {
+        let unneeded = *cap == privileges::Cap::SysTime && !config.server.sync.clock_control;
+        let why = if p.switched_to.is_some() {
+            "not in the bounding set"
+        } else {
+            "not held"
+        };
+        if unneeded {
+            info!("{cap} {why}: not needed in observe mode");
+        } else {
+            warning!("{cap} {why}: cannot {}", cap.purpose());
+        }
+    }
 }
 
 struct Running {
@@ -180,7 +229,7 @@ struct Running {
     ubus: Option<JoinHandle<()>>,
 }
 
-async fn serve(source: ConfigSource, config: Config) -> i32 {
+async fn serve(source: ConfigSource, config: Config, user: String) -> i32 {
     let precision = clock::measure_precision(&SystemClock);
     notice!(
         "ntpgate {} starting, config {}, clock precision 2^{} s",
@@ -205,6 +254,7 @@ async fn serve(source: ConfigSource, config: Config) -> i32 {
         reload: reload_tx,
         ubus_malformed: Mutex::new(0),
         serve_wan: AtomicBool::new(false),
+        user,
     });
     shared.set_policy(&config);
     log_sync_setup(&config);
@@ -358,6 +408,9 @@ async fn reload(
         );
         return Err(loaded.errors().map(|d| d.to_string()).collect());
     };
+    if new.server.user != running.config.server.user {
+        warning!("reload: a change of option user takes effect at the next start");
+    }
     if new == running.config {
         info!("reload: configuration unchanged");
         return Ok("unchanged");

@@ -50,9 +50,20 @@ async fn keep_published(socket: PathBuf, shared: Arc<Shared>) {
     let mut warned = false;
     loop {
         let published = async {
-            let mut c = Connection::connect(&socket).await?;
-            let id = c.add_object("ntpgate", &signature()).await?;
-            Ok::<_, session::Error>((c, id))
+            let mut c = Connection::connect(&socket).await.map_err(|e| e.to_string())?;
+            let id = c
+                .add_object("ntpgate", &signature())
+                .await
+                .map_err(|e| match e {
+                    // ubusd_obj.c: a publish its ACL does not allow, or a
+                    // path another client holds, is INVALID_ARGUMENT.
+                    session::Error::Status(code::INVALID_ARGUMENT) => format!(
+                        "ubusd refused to publish the object ntpgate ({e}): this user ({}) is not allowed by ubusd's ACL (/usr/share/acl.d/ntpgate.json, which ubusd reads only at its start and on SIGHUP), or another ntpgate holds the object",
+                        shared.user
+                    ),
+                    other => other.to_string(),
+                })?;
+            Ok::<_, String>((c, id))
         }
         .await;
         match published {

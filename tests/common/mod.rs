@@ -92,14 +92,26 @@ impl Daemon {
     /// As [`Daemon::start_with`], with other files beside the config (the
     /// `network` config, say).
     pub fn start_with_files(
-        mut cmd: Command,
+        cmd: Command,
         config: &str,
         sockets: usize,
         files: &[(&str, &str)],
     ) -> Daemon {
+        let dir = scratch_dir();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let config_path = dir.join("ntpgate.conf");
+        std::fs::write(&config_path, config).unwrap();
+        Self::start_with_path(cmd, &config_path, sockets)
+    }
+
+    /// As [`Daemon::start_with`], with a config file already in place.
+    pub fn start_with_path(mut cmd: Command, config_path: &Path, sockets: usize) -> Daemon {
         // The host's clock and network are not ours: a test daemon never
         // steers the clock and never falls back to the default (public)
         // upstreams.
+        let config = std::fs::read_to_string(config_path).unwrap();
         assert!(
             config.contains("local_stratum") || config.contains("upstream"),
             "a test config must name its upstreams (on loopback) or use local_stratum"
@@ -108,12 +120,7 @@ impl Daemon {
             !config.contains("upstream") || config.contains("option clock_control '0'"),
             "a test config with upstreams must set option clock_control '0'"
         );
-        let dir = scratch_dir();
-        for (name, text) in files {
-            std::fs::write(dir.join(name), text).unwrap();
-        }
-        let config_path = dir.join("ntpgate.conf");
-        std::fs::write(&config_path, config).unwrap();
+        let config_path = config_path.to_path_buf();
         cmd.arg("run").arg("--config").arg(&config_path);
         let mut child = cmd
             .stdout(Stdio::null())
