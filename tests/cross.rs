@@ -48,8 +48,11 @@ fn version() -> String {
 }
 
 /// The .ipk for `arch` (or `luci`), made with its .apk by cross/package
-/// if either is not there yet.
+/// if either is not there yet; one test at a time, so that no test reads
+/// a package another is still writing.
 fn package(arch: &str) -> PathBuf {
+    static PACKAGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = PACKAGING.lock().unwrap_or_else(|e| e.into_inner());
     let ipk = Path::new(ROOT).join(match arch {
         "luci" => format!("dist/luci-app-ntpgate_{}_all.ipk", version()),
         _ => format!("dist/ntpgate_{}_{arch}.ipk", version()),

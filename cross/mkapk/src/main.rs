@@ -33,9 +33,9 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), String> {
     match args.split_first() {
-        Some((cmd, rest)) if cmd == "build" => build(rest),
-        Some((cmd, rest)) if cmd == "dump" => dump(rest),
-        Some((cmd, rest)) if cmd == "extract" => extract(rest),
+        Some((cmd, rest)) if cmd == "build" => cmd_build(rest),
+        Some((cmd, rest)) if cmd == "dump" => cmd_dump(rest),
+        Some((cmd, rest)) if cmd == "extract" => cmd_extract(rest),
         Some((cmd, _)) if cmd == "--help" || cmd == "-h" => {
             println!("{USAGE}");
             Ok(())
@@ -50,7 +50,7 @@ fn split_pair<'a>(option: &str, arg: &'a str) -> Result<(&'a str, &'a str), Stri
         .ok_or_else(|| format!("{option} {arg:?}: expected KEY:VALUE"))
 }
 
-fn build(args: &[String]) -> Result<(), String> {
+fn cmd_build(args: &[String]) -> Result<(), String> {
     let mut info = Vec::new();
     let mut scripts = Vec::new();
     let (mut files, mut output, mut deflate) = (None, None, true);
@@ -101,7 +101,14 @@ fn build(args: &[String]) -> Result<(), String> {
     } else {
         stream
     };
-    std::fs::write(&output, bytes).map_err(|e| format!("{}: {e}", output.display()))
+    // Written aside and renamed, so that no reader sees half a package.
+    let partial = output.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&partial, bytes)
+        .and_then(|()| std::fs::rename(&partial, &output))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            format!("{}: {e}", output.display())
+        })
 }
 
 fn read_stream(file: &str) -> Result<Vec<u8>, String> {
@@ -109,7 +116,7 @@ fn read_stream(file: &str) -> Result<Vec<u8>, String> {
     read::stream(&bytes).map_err(|e| format!("{file}: {e}"))
 }
 
-fn dump(args: &[String]) -> Result<(), String> {
+fn cmd_dump(args: &[String]) -> Result<(), String> {
     let (format, file) = match args {
         [file] => (dump::Format::Yaml, file),
         [option, format, file] if option == "--format" => match format.as_str() {
@@ -126,7 +133,7 @@ fn dump(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("stdout: {e}"))
 }
 
-fn extract(args: &[String]) -> Result<(), String> {
+fn cmd_extract(args: &[String]) -> Result<(), String> {
     let [file, dir] = args else {
         return Err(format!("extract takes a file and a directory\n{USAGE}"));
     };

@@ -41,10 +41,13 @@ pub struct Field {
     pub kind: Kind,
 }
 
+/// Prints an object's values (index 0 is the count) as one string.
+pub type ToString = fn(&Reader, &[Val]) -> Vec<u8>;
+
 pub struct Object {
     pub fields: &'static [Field],
     /// Objects printed as one string (dependencies).
-    pub to_string: Option<fn(&Reader, &[Val]) -> Vec<u8>>,
+    pub to_string: Option<ToString>,
 }
 
 pub struct Array {

@@ -395,3 +395,39 @@ fn bad_build_arguments_are_refused_with_a_reason() {
         );
     }
 }
+
+/// Beyond the fixture's single dependency: apk sorts a dependency list by
+/// name and drops repeats (`adb_wa_sort_unique`), as the 25.12 package
+/// indexes show (libc among the others in name order).
+#[test]
+fn dependencies_are_sorted_and_unique() {
+    let input = input();
+    let out = input.join("deps.apk").display().to_string();
+    let result = mkapk(&[
+        "build",
+        "--info",
+        "name:a",
+        "--info",
+        "version:1-r1",
+        "--info",
+        "arch:noarch",
+        "--info",
+        "depends:libc nftables-json kmod-nft-core firewall4>=2 libc",
+        "--files",
+        &input.join("root").display().to_string(),
+        "--output",
+        &out,
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let dump = String::from_utf8(mkapk(&["dump", &out]).stdout).unwrap();
+    assert!(
+        dump.contains(
+            "  depends: # 4 items\n    - firewall4>=2\n    - kmod-nft-core\n    - libc\n    - nftables-json\n"
+        ),
+        "{dump}"
+    );
+}
