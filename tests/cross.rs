@@ -361,11 +361,15 @@ fn check_apk(dir: &Path, apk: &Path, apk_arch: &str) {
     .unwrap_or_else(|e| panic!("{}: the JSON dump does not parse: {e}", apk.display()));
     let extracted = scratch_dir();
     run_ok(Command::new(&mkapk).arg("extract").arg(apk).arg(&extracted));
-
-    // Metadata: the .ipk's control fields, in apk's form.
     let control = control_fields(&std::fs::read_to_string(dir.join("control/control")).unwrap());
+    check_apk_info(&control, &meta["info"], apk_arch);
+    check_apk_payload(dir, &control, &meta, &extracted);
+    check_apk_scripts(dir, &control["Package"], &meta["scripts"]);
+}
+
+/// The metadata: the .ipk's control fields, in apk's form.
+fn check_apk_info(control: &BTreeMap<String, String>, info: &Value, apk_arch: &str) {
     let name = control["Package"].as_str();
-    let info = &meta["info"];
     let text = |key: &str| {
         info[key]
             .as_str()
@@ -397,10 +401,18 @@ fn check_apk(dir: &Path, apk: &Path, apk_arch: &str) {
     depends.sort();
     assert_eq!(list("depends"), depends, "depends");
     assert_eq!(list("provides"), [format!("{name}-any")]);
+}
 
-    // The payload: the .ipk's, plus what OpenWrt's build adds for apk.
+/// The payload: the .ipk's, plus what OpenWrt's build adds for apk.
+fn check_apk_payload(
+    dir: &Path,
+    control: &BTreeMap<String, String>,
+    meta: &Value,
+    extracted: &Path,
+) {
+    let name = control["Package"].as_str();
     let ipk = ipk_entries(&dir.join("data.tar.gz"));
-    let mut apk_only = apk_entries(&meta);
+    let mut apk_only = apk_entries(meta);
     let mut payload = BTreeMap::new();
     for path in ipk.keys() {
         payload.insert(
@@ -487,11 +499,12 @@ fn check_apk(dir: &Path, apk: &Path, apk_arch: &str) {
             statics
         );
     }
+}
 
-    // Scripts: the .ipk's, with OpenWrt's apk calls in place of
-    // default_postinst/default_prerm, the package's own lines kept.
+/// The scripts: the .ipk's, with OpenWrt's apk calls in place of
+/// default_postinst/default_prerm, the package's own lines kept.
+fn check_apk_scripts(dir: &Path, name: &str, scripts: &Value) {
     let ipk_script = |s: &str| std::fs::read_to_string(dir.join("control").join(s)).unwrap();
-    let scripts = &meta["scripts"];
     let script = |key: &str| {
         scripts[key]
             .as_str()
