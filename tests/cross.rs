@@ -4,13 +4,20 @@
 //! member, and the binary from it runs under qemu-user: `--version`,
 //! `check` on the packaged default config, and `run` answering real NTP
 //! queries from this host (our own client, every field checked, and
-//! chronyd -Q).
+//! chronyd -Q). The .apk of the same build (and the LuCI app's) is read
+//! with cross/mkapk (whose reading is proven against apk-tools' own in its
+//! tests) and checked against the .ipk: the same files, modes, owners and
+//! contents, the same metadata, the same scripts in OpenWrt's apk shape,
+//! and the files OpenWrt's build adds for apk.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+use serde_json::Value;
 
 use common::*;
 
@@ -40,13 +47,29 @@ fn version() -> String {
     format!("{}-r1", env!("CARGO_PKG_VERSION"))
 }
 
-/// The package for `arch`, made by cross/package if it is not there yet.
+/// The .ipk for `arch` (or `luci`), made with its .apk by cross/package
+/// if either is not there yet; one test at a time, so that no test reads
+/// a package another is still writing.
 fn package(arch: &str) -> PathBuf {
-    let ipk = Path::new(ROOT).join(format!("dist/ntpgate_{}_{arch}.ipk", version()));
-    if !ipk.exists() {
+    static PACKAGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = PACKAGING.lock().unwrap_or_else(|e| e.into_inner());
+    let ipk = Path::new(ROOT).join(match arch {
+        "luci" => format!("dist/luci-app-ntpgate_{}_all.ipk", version()),
+        _ => format!("dist/ntpgate_{}_{arch}.ipk", version()),
+    });
+    if !ipk.exists() || !apk_of(arch).exists() {
         run_ok(Command::new(Path::new(ROOT).join("cross/package")).arg(arch));
     }
     ipk
+}
+
+/// The .apk cross/package makes beside the .ipk: named as OpenWrt names
+/// it, in dist/ARCH/ (in dist/ for the noarch LuCI app).
+fn apk_of(arch: &str) -> PathBuf {
+    Path::new(ROOT).join(match arch {
+        "luci" => format!("dist/luci-app-ntpgate-{}.apk", version()),
+        _ => format!("dist/{arch}/ntpgate-{}.apk", version()),
+    })
 }
 
 /// Unpack the package: the directory with `data/` and `control/`.
@@ -95,9 +118,9 @@ fn check_members(dir: &Path, arch: &str) {
     for (path, mode) in [
         ("usr/sbin/ntpgate", "-rwxr-xr-x 0/0"),
         ("etc/init.d/ntpgate", "-rwxr-xr-x 0/0"),
-        ("etc/config/ntpgate", "-rw------- 0/0"),
+        // Readable by the daemon's user, which reads it at every reload.
+        ("etc/config/ntpgate", "-rw-r--r-- 0/0"),
         ("etc/uci-defaults/90-ntpgate", "-rwxr-xr-x 0/0"),
-        ("etc/capabilities/ntpgate.json", "-rw-r--r-- 0/0"),
         ("usr/share/acl.d/ntpgate.json", "-rw-r--r-- 0/0"),
         (
             "usr/share/nftables.d/table-pre/30-ntpgate.nft",
@@ -168,10 +191,22 @@ fn check_members(dir: &Path, arch: &str) {
         std::fs::read_to_string(dir.join("control/conffiles")).unwrap(),
         "/etc/config/ntpgate\n"
     );
+    assert_eq!(field("License"), "GPL-2.0-or-later");
+    assert_eq!(field("LicenseFiles"), "LICENSE");
+    assert!(
+        field("Maintainer").contains(" <") && field("Maintainer").ends_with('>'),
+        "Name <email>"
+    );
     assert!(
         std::fs::read_to_string(dir.join("control/postinst"))
             .unwrap()
             .contains("default_postinst $0 $@")
+    );
+    // Our own post-install, run by default_postinst, tells ubusd to read
+    // the ACL the package brought.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("control/postinst-pkg")).unwrap(),
+        std::fs::read_to_string(files.join("ntpgate.postinst")).unwrap()
     );
     assert!(
         std::fs::read_to_string(dir.join("control/prerm"))
@@ -180,12 +215,359 @@ fn check_members(dir: &Path, arch: &str) {
     );
 }
 
+/// cross/mkapk, built as cross/package builds it (a no-op when it is).
+fn mkapk() -> PathBuf {
+    let dir = Path::new(ROOT).join("cross/mkapk");
+    run_ok(
+        Command::new("cargo")
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--quiet",
+                "--manifest-path",
+            ])
+            .arg(dir.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(dir.join("target")),
+    );
+    dir.join("target/release/mkapk")
+}
+
+/// An .ipk's control fields; a continued field (Description) joined with
+/// newlines.
+fn control_fields(control: &str) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    let mut last = String::new();
+    for line in control.lines() {
+        match line.strip_prefix(' ') {
+            Some(more) => {
+                let value: &mut String = fields.get_mut(&last).unwrap();
+                value.push('\n');
+                value.push_str(more);
+            }
+            None => {
+                let (key, value) = line.split_once(": ").unwrap();
+                last = key.to_string();
+                fields.insert(last.clone(), value.to_string());
+            }
+        }
+    }
+    fields
+}
+
+/// A path of a package: directory or file, mode, owner, and a file's size.
+#[derive(PartialEq)]
+struct Entry {
+    dir: bool,
+    mode: u32,
+    owner: String,
+    size: u64,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let kind = if self.dir { 'd' } else { '-' };
+        write!(f, "{kind} {:04o} {} {}", self.mode, self.owner, self.size)
+    }
+}
+
+/// The .ipk's data members, by path relative to / ("" for / itself).
+fn ipk_entries(data_tgz: &Path) -> BTreeMap<String, Entry> {
+    let listing = run_ok(Command::new("tar").arg("-tzvf").arg(data_tgz));
+    listing
+        .lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (perms, owner, size, path) = (f[0], f[1], f[2], f[5]);
+            let mode = perms[1..]
+                .chars()
+                .fold(0, |m, c| m << 1 | u32::from(c != '-'));
+            let owner = match owner {
+                "0/0" => "root:root".to_string(),
+                other => other.to_string(),
+            };
+            let path = path.trim_start_matches("./").trim_end_matches('/');
+            let dir = perms.starts_with('d');
+            let size = if dir { 0 } else { size.parse().unwrap() };
+            (
+                path.to_string(),
+                Entry {
+                    dir,
+                    mode,
+                    owner,
+                    size,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The .apk's paths from its metadata, as the .ipk's are listed.
+fn apk_entries(meta: &Value) -> BTreeMap<String, Entry> {
+    let acl = |v: &Value| {
+        (
+            v["acl"]["mode"].as_u64().unwrap() as u32,
+            format!(
+                "{}:{}",
+                v["acl"]["user"].as_str().unwrap(),
+                v["acl"]["group"].as_str().unwrap()
+            ),
+        )
+    };
+    let mut entries = BTreeMap::new();
+    for dir in meta["paths"].as_array().unwrap() {
+        let name = dir["name"].as_str().unwrap_or("").to_string();
+        let (mode, owner) = acl(dir);
+        for file in dir["files"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let (mode, owner) = acl(file);
+            let path = format!("{name}/{}", file["name"].as_str().unwrap());
+            let size = file["size"].as_u64().unwrap();
+            let path = path.trim_start_matches('/').to_string();
+            entries.insert(
+                path,
+                Entry {
+                    dir: false,
+                    mode,
+                    owner,
+                    size,
+                },
+            );
+        }
+        entries.insert(
+            name,
+            Entry {
+                dir: true,
+                mode,
+                owner,
+                size: 0,
+            },
+        );
+    }
+    entries
+}
+
+fn sha256_hex(file: &Path) -> String {
+    run_ok(Command::new("sha256sum").arg(file))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The .apk of the same build against the unpacked .ipk (`dir`): the same
+/// payload (files, modes, owners, contents), the metadata OpenWrt's
+/// package-pack.mk gives, its scripts around the package's own, and the
+/// files it adds under /lib/apk/packages.
+fn check_apk(dir: &Path, apk: &Path, apk_arch: &str) {
+    let mkapk = mkapk();
+    let meta: Value = serde_json::from_str(&run_ok(
+        Command::new(&mkapk)
+            .args(["dump", "--format", "json"])
+            .arg(apk),
+    ))
+    .unwrap_or_else(|e| panic!("{}: the JSON dump does not parse: {e}", apk.display()));
+    let extracted = scratch_dir();
+    run_ok(Command::new(&mkapk).arg("extract").arg(apk).arg(&extracted));
+    let control = control_fields(&std::fs::read_to_string(dir.join("control/control")).unwrap());
+    check_apk_info(&control, &meta["info"], apk_arch);
+    check_apk_payload(dir, &control, &meta, &extracted);
+    check_apk_scripts(dir, &control["Package"], &meta["scripts"]);
+}
+
+/// The metadata: the .ipk's control fields, in apk's form.
+fn check_apk_info(control: &BTreeMap<String, String>, info: &Value, apk_arch: &str) {
+    let name = control["Package"].as_str();
+    let text = |key: &str| {
+        info[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key}: {info}"))
+    };
+    assert_eq!(text("name"), name);
+    assert_eq!(text("version"), control["Version"]);
+    assert_eq!(text("arch"), apk_arch);
+    assert_eq!(text("license"), control["License"]);
+    assert_eq!(text("origin"), control["Source"]);
+    assert_eq!(
+        text("description"),
+        control["Description"]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    assert!(!text("url").is_empty() && !text("maintainer").is_empty());
+    assert_eq!(text("hashes").len(), 40, "the unique id");
+    let list = |key: &str| -> Vec<String> {
+        info[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key}: {info}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut depends: Vec<String> = control["Depends"].split(", ").map(String::from).collect();
+    depends.sort();
+    assert_eq!(list("depends"), depends, "depends");
+    assert_eq!(list("provides"), [format!("{name}-any")]);
+}
+
+/// The payload: the .ipk's, plus what OpenWrt's build adds for apk.
+fn check_apk_payload(
+    dir: &Path,
+    control: &BTreeMap<String, String>,
+    meta: &Value,
+    extracted: &Path,
+) {
+    let name = control["Package"].as_str();
+    let ipk = ipk_entries(&dir.join("data.tar.gz"));
+    let mut apk_only = apk_entries(meta);
+    let mut payload = BTreeMap::new();
+    for path in ipk.keys() {
+        payload.insert(
+            path.clone(),
+            apk_only
+                .remove(path)
+                .unwrap_or_else(|| panic!("{path} is in the .ipk, not in the .apk")),
+        );
+    }
+    assert_eq!(payload, ipk, "the payload's paths, modes, owners and sizes");
+    for (path, entry) in &ipk {
+        if entry.dir {
+            continue;
+        }
+        let from_apk = extracted.join(path);
+        assert_eq!(
+            std::fs::read(&from_apk).unwrap(),
+            std::fs::read(dir.join("data").join(path)).unwrap(),
+            "{path}: the same contents"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&from_apk).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, entry.mode, "{path}: extracted with its mode");
+    }
+    let packages = "lib/apk/packages";
+    let mut added = vec![format!("{packages}/{name}.list")];
+    if control.contains_key("Require-User") {
+        added.push(format!("{packages}/{name}.rusers"));
+    }
+    let conffiles = std::fs::read_to_string(dir.join("control/conffiles")).ok();
+    if conffiles.is_some() {
+        added.push(format!("{packages}/{name}.conffiles"));
+        added.push(format!("{packages}/{name}.conffiles_static"));
+    }
+    added.sort();
+    let entry = |dir, mode| Entry {
+        dir,
+        mode,
+        owner: "root:root".into(),
+        size: 0,
+    };
+    // Sizes are checked below, with the contents.
+    for entry in apk_only.values_mut() {
+        entry.size = 0;
+    }
+    let mut expected: BTreeMap<String, Entry> = added
+        .iter()
+        .map(|p| (p.clone(), entry(false, 0o644)))
+        .collect();
+    for d in ["lib", "lib/apk", packages] {
+        if !ipk.contains_key(d) {
+            expected.insert(d.to_string(), entry(true, 0o755));
+        }
+    }
+    assert_eq!(apk_only, expected, "the files OpenWrt adds for apk");
+
+    let read = |path: &str| std::fs::read_to_string(extracted.join(path)).unwrap();
+    // package-pack.mk: `find -type f,l | sort` before the conffile lists.
+    let mut listed: Vec<String> = ipk
+        .iter()
+        .filter(|(_, e)| !e.dir)
+        .map(|(p, _)| format!("/{p}"))
+        .collect();
+    if control.contains_key("Require-User") {
+        listed.push(format!("/{packages}/{name}.rusers"));
+        assert_eq!(
+            read(&format!("{packages}/{name}.rusers")),
+            format!("{}\n", control["Require-User"])
+        );
+    }
+    listed.sort();
+    assert_eq!(
+        read(&format!("{packages}/{name}.list")),
+        listed.join("\n") + "\n"
+    );
+    if let Some(conffiles) = conffiles {
+        assert_eq!(read(&format!("{packages}/{name}.conffiles")), conffiles);
+        let statics: String = conffiles
+            .lines()
+            .map(|c| format!("{c} {}\n", sha256_hex(&dir.join("data").join(&c[1..]))))
+            .collect();
+        assert_eq!(
+            read(&format!("{packages}/{name}.conffiles_static")),
+            statics
+        );
+    }
+}
+
+/// The scripts: the .ipk's, with OpenWrt's apk calls in place of
+/// default_postinst/default_prerm, the package's own lines kept.
+fn check_apk_scripts(dir: &Path, name: &str, scripts: &Value) {
+    let ipk_script = |s: &str| std::fs::read_to_string(dir.join("control").join(s)).unwrap();
+    let script = |key: &str| {
+        scripts[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key}: {scripts}"))
+    };
+    let exports = format!("export root=\"${{IPKG_INSTROOT}}\"\nexport pkgname=\"{name}\"\n");
+    // The package's own postinst: the .ipk's postinst-pkg (which
+    // default_postinst runs), inlined after default_postinst in the .apk
+    // without its shebang.
+    let own: String = std::fs::read_to_string(dir.join("control/postinst-pkg"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("#!"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let post_install = ipk_script("postinst").replace(
+        "default_postinst $0 $@\n",
+        &format!("{exports}add_group_and_user\ndefault_postinst\n{own}"),
+    );
+    assert_ne!(post_install, ipk_script("postinst"));
+    assert_eq!(script("post-install"), post_install);
+    assert_eq!(
+        script("post-upgrade"),
+        format!(
+            "#!/bin/sh\nexport PKG_UPGRADE=1\n{}",
+            post_install.split_once('\n').unwrap().1
+        )
+    );
+    let pre_deinstall = ipk_script("prerm").replace(
+        "default_prerm $0 $@\n",
+        &format!("{exports}default_prerm\n"),
+    );
+    assert_ne!(pre_deinstall, ipk_script("prerm"));
+    assert_eq!(script("pre-deinstall"), pre_deinstall);
+    assert_eq!(scripts.as_object().unwrap().len(), 3, "{scripts}");
+}
+
+#[test]
+fn luci_apk_matches_its_ipk() {
+    let dir = unpack(&package("luci"));
+    check_apk(&dir, &apk_of("luci"), "noarch");
+    println!("luci: the .apk holds the .ipk's payload, metadata and scripts");
+}
+
 #[test]
 fn packages_run_under_qemu() {
     require("chronyd", "chrony");
     for arch in arches() {
         let dir = unpack(&package(&arch));
         check_members(&dir, &arch);
+        check_apk(&dir, &apk_of(&arch), &arch);
         let qemu = qemu_for(&arch);
         let binary = dir.join("data/usr/sbin/ntpgate");
         let run = |args: &[&str]| {
