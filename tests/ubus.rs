@@ -206,8 +206,7 @@ fn pinhole_devices_come_from_netifd() {
             let dump = serde_json::json!({"interface": [
                 {"interface": "lan", "up": true, "device": "br-lan", "l3_device": "br-lan"}
             ]});
-            let mut malformed = 0;
-            c.serve(id, &Netifd(dump), &mut malformed).await;
+            c.serve(id, &Netifd(dump), || {}).await;
         });
     });
     let _lan_ntp = Daemon::start_with(
@@ -340,6 +339,30 @@ fn luci_calls_through_uhttpd_are_answered() {
             (kind::STATUS, seq, Some(2))
         );
     }
+    // An INVOKE that does not decode (a blobmsg name running past its
+    // attribute): answered with invalid argument at once, and counted.
+    let broken_hex = invoke_hex.replacen("0010756275735f", "00ff756275735f", 1);
+    assert_ne!(broken_hex, invoke_hex);
+    let broken: Vec<u8> = (0..broken_hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&broken_hex[i..i + 2], 16).unwrap())
+        .collect();
+    assert!(wire::decode(&broken).is_err());
+    stream.write_all(&broken).unwrap();
+    let answer = read_message(&mut stream);
+    assert_eq!(
+        (
+            answer.kind,
+            answer.seq,
+            answer.peer,
+            answer.u32(attr::STATUS)
+        ),
+        (kind::STATUS, 0x0010, caller, Some(2))
+    );
+    stream.write_all(&invoke).unwrap();
+    let data = read_message(&mut stream);
+    let status = Msg::Table(data.table(attr::DATA).unwrap().to_vec()).to_json();
+    assert_eq!(status["ubus"]["malformed"], 1, "{status}");
     drop(stream);
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");

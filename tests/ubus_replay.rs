@@ -155,7 +155,7 @@ fn as_the_owner_of_an_object() {
             let id = c.add_object("test", &signature).await.unwrap();
             assert_eq!(id, 0x0a0b_0c01, "the object id from ubusd");
             let mut malformed = 0;
-            let end = c.serve(id, &TestObject, &mut malformed).await;
+            let end = c.serve(id, &TestObject, || malformed += 1).await;
             assert!(matches!(end, Error::Io(_)), "{end}");
             assert_eq!(malformed, 0);
         };

@@ -73,9 +73,9 @@ async fn keep_published(socket: PathBuf, shared: Arc<Shared>) {
                     socket.display()
                 );
                 warned = false;
-                let mut malformed = 0;
-                let why = c.serve(id, &object, &mut malformed).await;
-                *lock(&shared.ubus_malformed) += malformed;
+                let why = c
+                    .serve(id, &object, || *lock(&shared.ubus_malformed) += 1)
+                    .await;
                 warning!("ubus: connection lost ({why}); publishing again");
             }
             Err(e) if !warned => {

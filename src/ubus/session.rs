@@ -101,6 +101,12 @@ impl Connection {
     /// is framed but does not decode is `Malformed` and the stream stays in
     /// step.
     pub async fn recv(&mut self) -> Result<Message, Error> {
+        let bytes = self.recv_frame().await?;
+        wire::decode(&bytes).map_err(|e| Error::Malformed(e.0))
+    }
+
+    /// The next whole message, undecoded.
+    async fn recv_frame(&mut self) -> Result<Vec<u8>, Error> {
         let mut start = [0u8; wire::HEADER + 4];
         self.stream
             .read_exact(&mut start)
@@ -113,7 +119,7 @@ impl Connection {
             .read_exact(&mut bytes[start.len()..])
             .await
             .map_err(|e| Error::Io(format!("ubus connection: {e}")))?;
-        wire::decode(&bytes).map_err(|e| Error::Malformed(e.0))
+        Ok(bytes)
     }
 
     fn next_seq(&mut self) -> u16 {
@@ -198,16 +204,37 @@ impl Connection {
     }
 
     /// Answer invocations of object `id` until the connection ends.
-    /// `malformed` counts messages dropped because they do not decode.
-    pub async fn serve<H: Handler>(&mut self, id: u32, handler: &H, malformed: &mut u64) -> Error {
+    /// `malformed` is called for each message dropped because it does not
+    /// decode; an INVOKE among them is answered with INVALID_ARGUMENT
+    /// (its header still names the caller and the seq), so that the caller
+    /// need not wait for its own timeout.
+    pub async fn serve<H: Handler>(
+        &mut self,
+        id: u32,
+        handler: &H,
+        mut malformed: impl FnMut(),
+    ) -> Error {
         loop {
-            let m = match self.recv().await {
+            let bytes = match self.recv_frame().await {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            let m = match wire::decode(&bytes) {
                 Ok(m) => m,
-                Err(Error::Malformed(_)) => {
-                    *malformed += 1;
+                Err(_) => {
+                    malformed();
+                    if bytes[1] == kind::INVOKE {
+                        let seq = u16::from_be_bytes([bytes[2], bytes[3]]);
+                        let peer = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+                        let refused = Message::new(kind::STATUS, seq, peer)
+                            .with(attr::STATUS, Value::U32(status::INVALID_ARGUMENT))
+                            .with(attr::OBJID, Value::U32(id));
+                        if let Err(e) = self.send(&refused).await {
+                            return e;
+                        }
+                    }
                     continue;
                 }
-                Err(e) => return e,
             };
             if m.kind != kind::INVOKE || m.u32(attr::OBJID) != Some(id) {
                 continue;
