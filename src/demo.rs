@@ -97,7 +97,8 @@ struct Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         for d in &mut self.daemons {
-            // SIGTERM: a clean stop, which closes the holes.
+            // SIGTERM: a clean stop, which closes the holes. (SAFETY: no
+            // memory preconditions; the pid is a child of ours.)
             unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
             let _ = d.wait();
         }
@@ -359,8 +360,10 @@ pub fn network_demo() -> Result<(), String> {
     );
 
     say("the daemon's status (SIGUSR1, as it logs it):");
-    let router = lab.daemons.last().map(Child::id).unwrap_or_default();
-    unsafe { libc::kill(router as i32, libc::SIGUSR1) };
+    let router = router_pid(&lab.daemons)?;
+    // SAFETY: kill has no memory preconditions; `router` is the pid of a
+    // child of ours, never 0 (which would signal our own process group).
+    unsafe { libc::kill(router, libc::SIGUSR1) };
     std::thread::sleep(Duration::from_millis(300));
     let log = std::fs::read_to_string(lab.dir.join("ntpgate.log")).unwrap_or_default();
     let last = |prefix: &str| {
@@ -388,6 +391,15 @@ pub fn network_demo() -> Result<(), String> {
     Ok(())
 }
 
+/// The router's daemon, started last: the pid to signal.
+fn router_pid(daemons: &[Child]) -> Result<libc::pid_t, String> {
+    daemons
+        .last()
+        .and_then(|d| libc::pid_t::try_from(d.id()).ok())
+        .filter(|&pid| pid > 0)
+        .ok_or_else(|| "the router's daemon is not running".to_string())
+}
+
 /// Why the network demo cannot run here, if it cannot.
 pub fn unavailable() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
@@ -402,4 +414,20 @@ pub fn unavailable() -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_daemon_is_an_error_never_pid_0() {
+        // kill(0, ...) would signal the demo's own process group.
+        assert!(router_pid(&[]).is_err());
+        let child = Command::new("true").spawn().unwrap();
+        let pid = child.id() as libc::pid_t;
+        let mut daemons = vec![child];
+        assert_eq!(router_pid(&daemons), Ok(pid));
+        let _ = daemons[0].wait();
+    }
 }

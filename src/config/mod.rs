@@ -420,20 +420,7 @@ fn server_config(options: &[Resolved], report: &mut Report<'_>) -> ServerConfig 
             "enabled" => {
                 set(report, line, name, parse_bool(value), &mut cfg.enabled);
             }
-            "listen" => {
-                cfg.listen = opt
-                    .values
-                    .iter()
-                    .filter_map(|(v, l)| match v.parse::<IpAddr>() {
-                        Ok(ip) => Some(ip),
-                        Err(_) => {
-                            report
-                                .error(*l, format!("listen: '{v}' is not an IPv4 or IPv6 address"));
-                            None
-                        }
-                    })
-                    .collect();
-            }
+            "listen" => cfg.listen = listen(opt, report),
             "port" => {
                 set(
                     report,
@@ -613,6 +600,61 @@ fn server_config(options: &[Resolved], report: &mut Report<'_>) -> ServerConfig 
         }
     }
     cfg
+}
+
+/// The listen addresses. A wildcard covers others on the same port, and
+/// the kernel refuses to bind both (EADDRINUSE): `::` (dual-stack) covers
+/// every address, `0.0.0.0` every IPv4 address. Such a pair is an error,
+/// not a family silently lost.
+fn listen(opt: &Resolved, report: &mut Report<'_>) -> Vec<IpAddr> {
+    let mut out: Vec<(IpAddr, usize)> = Vec::new();
+    for (v, line) in &opt.values {
+        let Ok(ip) = v.parse::<IpAddr>() else {
+            report.error(
+                *line,
+                format!("listen: '{v}' is not an IPv4 or IPv6 address"),
+            );
+            continue;
+        };
+        let covered = out
+            .iter()
+            .find(|(other, _)| *other == ip || covers(*other, ip) || covers(ip, *other));
+        match covered {
+            Some((other, first)) if *other == ip => report.error(
+                *line,
+                format!("listen: '{v}' is listed twice (first on line {first})"),
+            ),
+            Some((other, first)) => {
+                let (wide, narrow) = if covers(*other, ip) {
+                    (*other, ip)
+                } else {
+                    (ip, *other)
+                };
+                report.error(
+                    *line,
+                    format!(
+                        "listen: '{wide}' already serves {} on this port, so '{narrow}' cannot be bound beside it (line {first}): list only '{wide}'",
+                        if wide.is_ipv6() {
+                            "every IPv4 and IPv6 address"
+                        } else {
+                            "every IPv4 address"
+                        }
+                    ),
+                );
+            }
+            None => out.push((ip, *line)),
+        }
+    }
+    out.into_iter().map(|(ip, _)| ip).collect()
+}
+
+/// A socket bound to `wide` takes the port on `narrow` too.
+fn covers(wide: IpAddr, narrow: IpAddr) -> bool {
+    match wide {
+        IpAddr::V6(w) if w.is_unspecified() => true,
+        IpAddr::V4(w) if w.is_unspecified() => narrow.is_ipv4(),
+        _ => false,
+    }
 }
 
 /// Pool names: a pool server must not take its time from the pool.
@@ -805,6 +847,54 @@ mod tests {
             }
         );
         assert!(l.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn listen_addresses_that_cannot_be_bound_together_are_errors() {
+        for (second, wide) in [("0.0.0.0", "::"), ("192.0.2.1", "::"), ("::1", "::")] {
+            let l = parse(
+                &format!("config server\n\tlist listen '::'\n\tlist listen '{second}'\n"),
+                "/etc/config/ntpgate",
+            );
+            assert!(l.config.is_none(), "'::' with '{second}'");
+            assert_eq!(
+                messages(&l),
+                [format!(
+                    "/etc/config/ntpgate:3: error: listen: '{wide}' already serves every IPv4 and IPv6 address on this port, so '{second}' cannot be bound beside it (line 2): list only '{wide}'"
+                )]
+            );
+        }
+        let l = parse(
+            "config server\n\tlist listen '127.0.0.1'\n\tlist listen '0.0.0.0'\n",
+            "t",
+        );
+        assert_eq!(
+            messages(&l),
+            [
+                "t:3: error: listen: '0.0.0.0' already serves every IPv4 address on this port, so '127.0.0.1' cannot be bound beside it (line 2): list only '0.0.0.0'"
+            ]
+        );
+        let l = parse(
+            "config server\n\tlist listen '::1'\n\tlist listen '::1'\n",
+            "t",
+        );
+        assert_eq!(
+            messages(&l),
+            ["t:3: error: listen: '::1' is listed twice (first on line 2)"]
+        );
+        // Beside 0.0.0.0 an IPv6 address can be bound (only 127.0.0.1 is
+        // refused); specific addresses of both families can.
+        let l = parse(
+            "config server\n\tlist listen '0.0.0.0'\n\tlist listen '2001:db8::7'\n\tlist listen '127.0.0.1'\n",
+            "t",
+        );
+        assert_eq!(messages(&l).len(), 1, "{:?}", messages(&l));
+        let l = parse(
+            "config server\n\tlist listen '192.0.2.1'\n\tlist listen '2001:db8::7'\n",
+            "t",
+        );
+        assert!(l.diagnostics.is_empty());
+        assert_eq!(l.config.unwrap().server.listen.len(), 2);
     }
 
     #[test]
