@@ -8,9 +8,9 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::ntp::engine::{SyncEngine, UpstreamStatus};
+use crate::ntp::engine::{SyncEngine, TimeSource};
 use crate::ntp::packet::UnixNanos;
-use crate::ntp::server::{DropReason, Outcome, SystemState};
+use crate::ntp::server::{DropReason, Outcome};
 
 /// Every outcome of every datagram the server received.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -223,9 +223,7 @@ pub struct Snapshot<'a> {
     pub version: &'a str,
     pub uptime_s: u64,
     pub now: UnixNanos,
-    pub state: SystemState,
     pub engine: &'a SyncEngine,
-    pub local_stratum: Option<u8>,
     pub clock_control: bool,
     pub counters: ServerCounters,
     pub rates: &'a RateHistory,
@@ -243,7 +241,8 @@ fn secs(ns: i128) -> f64 {
 
 impl Snapshot<'_> {
     pub fn sync_json(&self) -> Value {
-        let s = &self.state;
+        let served = self.engine.served();
+        let s = &served.state;
         let d = self.engine.discipline();
         json!({
             "synchronised": s.is_synchronised(),
@@ -256,12 +255,10 @@ impl Snapshot<'_> {
             "root_delay_s": s.root_delay,
             "root_dispersion_s": s.root_dispersion_at(self.now),
             "since_update_s": s.reference_time.map(|t| secs(self.now.0 as i128 - t.0 as i128)),
-            "source": if self.engine.peer().is_some() {
-                "upstreams"
-            } else if self.local_stratum.is_some() && s.is_synchronised() {
-                "local clock (local_stratum)"
-            } else {
-                "none"
+            "source": match served.source {
+                TimeSource::Upstreams => "upstreams",
+                TimeSource::LocalClock => "local clock (local_stratum)",
+                TimeSource::None => "none",
             },
             "clock_control": self.clock_control,
         })
@@ -280,13 +277,7 @@ impl Snapshot<'_> {
                         "pool_name": crate::config::is_pool_name(host),
                         "smears_leap_seconds": crate::config::smears_leap_seconds(host),
                         "address": u.address.map(|a| a.to_string()),
-                        "status": match u.status {
-                            UpstreamStatus::Selected => "selected",
-                            UpstreamStatus::Candidate => "candidate",
-                            UpstreamStatus::Outlier => "outlier",
-                            UpstreamStatus::Falseticker => "falseticker",
-                            UpstreamStatus::Unusable => "unreachable",
-                        },
+                        "status": u.status.label(),
                         "reach": u.source.reach(),
                         "poll": u.source.poll(),
                         "stratum": m.map(|m| m.stratum),

@@ -215,7 +215,7 @@ fn only_capabilities_the_bounding_set_has_are_kept() {
     assert_eq!(caps(d.pid(), "CapEff"), NET_BIND_SERVICE | NET_ADMIN);
     assert!(
         d.log()
-            .contains("info: CAP_SYS_TIME not in the bounding set: not needed in observe mode"),
+            .contains("info: CAP_SYS_TIME not in the bounding set: not needed with this config"),
         "{}",
         d.log()
     );

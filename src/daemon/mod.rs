@@ -15,7 +15,7 @@ pub mod udp;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -78,8 +78,6 @@ struct Shared {
     precision: i8,
     /// Origin of the monotonic time the rate limiter runs on.
     epoch: Instant,
-    /// `local_stratum`, 0 when not set.
-    local_stratum: AtomicU8,
     clock_control: AtomicBool,
     firewall: firewall::FirewallState,
     /// Requests received over the last hour, for the rates.
@@ -98,10 +96,6 @@ struct Shared {
 }
 
 impl Shared {
-    fn local_stratum(&self) -> Option<u8> {
-        Some(self.local_stratum.load(Ordering::Relaxed)).filter(|&s| s != 0)
-    }
-
     fn clock_control(&self) -> bool {
         self.clock_control.load(Ordering::Relaxed)
     }
@@ -109,8 +103,6 @@ impl Shared {
     fn set_policy(&self, config: &Config) {
         self.serve_wan
             .store(config.server.serve_wan, Ordering::Relaxed);
-        self.local_stratum
-            .store(config.server.local_stratum.unwrap_or(0), Ordering::Relaxed);
         self.clock_control
             .store(config.server.sync.clock_control, Ordering::Relaxed);
     }
@@ -207,16 +199,21 @@ fn log_privileges(p: &privileges::Privileges, config: &Config, source: &ConfigSo
         None => {}
     }
     for cap in &p.lacking {
-        let unneeded = *cap == privileges::Cap::SysTime && !config.server.sync.clock_control;
+        let server = &config.server;
+        let needed = match cap {
+            privileges::Cap::SysTime => server.sync.clock_control,
+            privileges::Cap::NetBindService => server.enabled && server.port < 1024,
+            privileges::Cap::NetAdmin => server.serve_wan || !config.pinholes.is_empty(),
+        };
         let why = if p.switched_to.is_some() {
             "not in the bounding set"
         } else {
             "not held"
         };
-        if unneeded {
-            info!("{cap} {why}: not needed in observe mode");
-        } else {
+        if needed {
             warning!("{cap} {why}: cannot {}", cap.purpose());
+        } else {
+            info!("{cap} {why}: not needed with this config");
         }
     }
 }
@@ -243,10 +240,13 @@ async fn serve(source: ConfigSource, config: Config, user: String) -> i32 {
         server: Mutex::new(new_server(&config, precision)),
         state: Mutex::new(SystemState::unsynchronised()),
         counters: Mutex::new(ServerCounters::default()),
-        engine: Mutex::new(sync::new_engine(&config.server.sync, frequency)),
+        engine: Mutex::new(sync::new_engine(
+            &config.server.sync,
+            frequency,
+            config.server.local_stratum,
+        )),
         precision,
         epoch: Instant::now(),
-        local_stratum: AtomicU8::new(0),
         clock_control: AtomicBool::new(false),
         firewall: firewall::FirewallState::default(),
         rates: Mutex::new(RateHistory::default()),
@@ -432,15 +432,20 @@ async fn reload(
         }
     }
     shared.set_policy(&running.config);
-    if old.server.sync != running.config.server.sync
-        || old.server.local_stratum != running.config.server.local_stratum
-    {
+    let local_stratum = running.config.server.local_stratum;
+    if old.server.sync != running.config.server.sync {
         stop_tasks(&mut running.sync).await;
         let frequency = lock(&shared.engine).discipline().frequency();
-        *lock(&shared.engine) = sync::new_engine(&running.config.server.sync, frequency);
+        *lock(&shared.engine) =
+            sync::new_engine(&running.config.server.sync, frequency, local_stratum);
         log_sync_setup(&running.config);
         running.sync = sync::start(&running.config.server.sync, shared);
+    } else if old.server.local_stratum != local_stratum {
+        // The sync state stays: only what is served without upstreams.
+        lock(&shared.engine).set_local_stratum(local_stratum);
+        log_sync_setup(&running.config);
     }
+    sync::publish(shared, SystemClock.now());
     let firewall_changed = old.pinholes != running.config.pinholes
         || old.firewall != running.config.firewall
         || old.server.ubus_socket != running.config.server.ubus_socket

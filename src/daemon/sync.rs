@@ -17,10 +17,9 @@ use super::{Shared, lock, random_u64, udp};
 use crate::clock::{self, Clock, ClockControl, SystemClock};
 use crate::config::{self, SyncConfig};
 use crate::ntp::discipline::{ClockCommand, DisciplineSettings};
-use crate::ntp::engine::{EngineSettings, SyncEngine, UpstreamStatus};
+use crate::ntp::engine::{EngineSettings, SyncEngine, TimeSource};
 use crate::ntp::packet::UnixNanos;
 use crate::ntp::select::NoSelection;
-use crate::ntp::server::SystemState;
 use crate::ntp::source::{REPLY_TIMEOUT, Reject};
 use crate::{info, notice, warning};
 
@@ -45,9 +44,11 @@ pub fn engine_settings(sync: &SyncConfig) -> EngineSettings {
     }
 }
 
-pub fn new_engine(sync: &SyncConfig, frequency: f64) -> SyncEngine {
+pub fn new_engine(sync: &SyncConfig, frequency: f64, local_stratum: Option<u8>) -> SyncEngine {
     let names: Vec<String> = sync.upstreams.iter().map(|u| u.to_string()).collect();
-    SyncEngine::new(&names, engine_settings(sync), frequency)
+    let mut engine = SyncEngine::new(&names, engine_settings(sync), frequency);
+    engine.set_local_stratum(local_stratum);
+    engine
 }
 
 /// The frequency compensation remembered in the drift file (ppm, as text).
@@ -213,8 +214,10 @@ async fn exchange(index: usize, addr: SocketAddr, shared: &Arc<Shared>) -> io::R
             .unwrap_or_else(|| SystemClock.now());
         let result = lock(&shared.engine).reply(index, &buf[..n], t4);
         match result {
-            // Not an answer to this request: keep waiting for the real one.
-            Err(Reject::NotOurs) => continue,
+            // Not an answer to this request (another's, a forgery, a
+            // malformed datagram or one in another mode): keep waiting for
+            // the real one until the timeout.
+            Err(Reject::NotOurs | Reject::Invalid(_)) => continue,
             Err(Reject::Kiss(code)) => {
                 info!("{addr}: kiss-o'-death {}", code.display(1));
                 return Ok(());
@@ -239,59 +242,70 @@ fn apply(shared: &Shared, command: ClockCommand) {
     if !shared.clock_control() {
         return;
     }
-    match clock::apply(&mut SystemClock, command) {
-        Ok(()) => {
-            if let Some(step) = command.step {
-                notice!("clock stepped by {step:+.6} s");
-            }
-        }
-        Err(e) => warning!("cannot steer the clock: {e}"),
+    let result = clock::apply(&mut SystemClock, command);
+    if result.is_ok()
+        && let Some(step) = command.step
+    {
+        notice!("clock stepped by {step:+.6} s");
+    }
+    steered(shared, result);
+}
+
+/// Tell the engine whether the kernel took a clock command. While it
+/// refuses, the server says it is unsynchronised; the log says so once.
+fn steered(shared: &Shared, result: io::Result<()>) {
+    let changed = lock(&shared.engine).clock_command_done(result.is_ok());
+    match result {
+        Err(e) if changed => warning!(
+            "cannot steer the clock ({e}): answering as unsynchronised (leap 3) until the kernel takes clock commands; the daemon needs CAP_SYS_TIME, or option clock_control '0' for observe mode"
+        ),
+        Ok(()) if changed => notice!("the kernel takes clock commands again"),
+        _ => {}
     }
 }
 
-/// What the server says from now on, and what the kernel is told.
-/// Returns whether the upstreams keep the clock synchronised.
+/// What the server says from now on (the engine decides; the sockets get
+/// a copy under the engine's lock, so that the status, taken under the
+/// same lock, never mixes moments), and what the kernel is told. Returns
+/// whether the upstreams keep the clock synchronised.
 pub fn publish(shared: &Shared, now: UnixNanos) -> bool {
-    let (engine_state, peer) = {
-        let e = lock(&shared.engine);
+    let (previous, served, peer) = {
+        let mut e = lock(&shared.engine);
+        let previous = e.served();
+        let served = e.publish(now);
+        *lock(&shared.state) = served.state;
         let peer = e
             .peer()
             .map(|p| (e.upstreams[p].name.clone(), e.upstreams[p].address));
-        (e.system_state(now), peer)
+        (previous, served, peer)
     };
-    let state = match (engine_state.is_synchronised(), shared.local_stratum()) {
-        (false, Some(stratum)) => SystemState::local(stratum, now),
-        _ => engine_state,
-    };
-    let previous = std::mem::replace(&mut *lock(&shared.state), state);
-    if previous.is_synchronised() != state.is_synchronised() || previous.refid != state.refid {
-        match (
-            state.is_synchronised(),
-            engine_state.is_synchronised(),
-            peer,
-        ) {
-            (true, true, Some((name, addr))) => notice!(
+    let (was, is) = (previous.state, served.state);
+    if previous.source != served.source || was.refid != is.refid {
+        match (served.source, peer) {
+            (TimeSource::Upstreams, Some((name, addr))) => notice!(
                 "synchronised to {name} ({}), stratum {}",
                 addr.map_or("?".into(), |a| a.to_string()),
-                state.stratum
+                is.stratum
             ),
-            (true, _, _) => notice!(
+            (TimeSource::Upstreams, None) => {
+                notice!("synchronised, stratum {} (holdover)", is.stratum)
+            }
+            (TimeSource::LocalClock, _) => notice!(
                 "serving the local clock at stratum {} (local_stratum)",
-                state.stratum
+                is.stratum
             ),
-            (false, _, _) => {
+            (TimeSource::None, _) => {
                 notice!("unsynchronised: answering with leap 3 until the upstreams agree again")
             }
         }
     }
-    if shared.clock_control() && engine_state.is_synchronised() {
-        let distance = state.root_delay / 2.0 + state.root_dispersion_at(now);
-        let mut clock = SystemClock;
-        if let Err(e) = clock.set_sync_status(true, distance, state.root_dispersion) {
-            warning!("cannot tell the kernel the sync status: {e}");
-        }
+    let synchronised = served.source == TimeSource::Upstreams;
+    if shared.clock_control() && synchronised {
+        let distance = is.root_delay / 2.0 + is.root_dispersion_at(now);
+        let told = SystemClock.set_sync_status(true, distance, is.root_dispersion);
+        steered(shared, told);
     }
-    engine_state.is_synchronised()
+    synchronised
 }
 
 async fn tick_task(shared: Arc<Shared>, driftfile: Option<std::path::PathBuf>) {
@@ -336,7 +350,7 @@ async fn tick_task(shared: Arc<Shared>, driftfile: Option<std::path::PathBuf>) {
 pub fn log_sources(shared: &Shared) {
     let now = SystemClock.now();
     let e = lock(&shared.engine);
-    let state = *lock(&shared.state);
+    let state = e.served().state;
     notice!(
         "sync: {} stratum={} refid={} offset={:+.6} frequency={:+.3}ppm root_delay={:.6} root_dispersion={:.6} since_update={}",
         if state.is_synchronised() {
@@ -362,13 +376,7 @@ pub fn log_sources(shared: &Shared) {
         None => {}
     }
     for u in &e.upstreams {
-        let status = match u.status {
-            UpstreamStatus::Selected => "selected",
-            UpstreamStatus::Candidate => "candidate",
-            UpstreamStatus::Outlier => "outlier",
-            UpstreamStatus::Falseticker => "falseticker",
-            UpstreamStatus::Unusable => "unusable",
-        };
+        let status = u.status.label();
         let measured = u.source.measurement().map_or(String::new(), |m| {
             format!(
                 " stratum={} delay={:.6} jitter={:.6}",

@@ -46,14 +46,53 @@ pub struct Upstream {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpstreamStatus {
-    /// No measurement yet, or not answering.
+    /// Not answering (or its name not resolved yet).
+    Unreachable,
+    /// Answering, but with nothing to use: unsynchronised, too far, or no
+    /// sample through the filter yet.
     Unusable,
+    /// Usable, but selection found too few agreeing, or no majority.
+    Unselected,
     Selected,
     /// A truechimer, combined but not the system peer.
     Candidate,
     /// A truechimer left out of the combination by the clustering.
     Outlier,
     Falseticker,
+}
+
+impl UpstreamStatus {
+    /// The one name of each status: the log, `ntpgate status`, ubus and LuCI.
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamStatus::Unreachable => "unreachable",
+            UpstreamStatus::Unusable => "unusable",
+            UpstreamStatus::Unselected => "unselected",
+            UpstreamStatus::Selected => "selected",
+            UpstreamStatus::Candidate => "candidate",
+            UpstreamStatus::Outlier => "outlier",
+            UpstreamStatus::Falseticker => "falseticker",
+        }
+    }
+}
+
+/// Where the time the server hands out comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeSource {
+    /// The upstreams (the last update, possibly in holdover).
+    Upstreams,
+    /// Lab only: the local clock as a reference (`local_stratum`).
+    LocalClock,
+    /// Nothing: the server says it is unsynchronised.
+    None,
+}
+
+/// What the server says about its time, and where it comes from: one
+/// decision, made by [`SyncEngine::publish`] and kept until the next.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Served {
+    pub state: SystemState,
+    pub source: TimeSource,
 }
 
 /// The last time the clock was set from the sources.
@@ -78,6 +117,13 @@ pub struct SyncEngine {
     holding: bool,
     /// Why the last selection failed, if it did.
     pub last_failure: Option<NoSelection>,
+    /// Lab only: serve the local clock at this stratum while the upstreams
+    /// give no time.
+    local_stratum: Option<u8>,
+    /// The kernel refused the last clock command: the clock is not where
+    /// the engine believes it is.
+    clock_refused: bool,
+    served: Served,
 }
 
 impl SyncEngine {
@@ -91,7 +137,7 @@ impl SyncEngine {
                     name: n.clone(),
                     address: None,
                     source: Source::new(),
-                    status: UpstreamStatus::Unusable,
+                    status: UpstreamStatus::Unreachable,
                 })
                 .collect(),
             discipline: Discipline::new(settings.discipline, frequency),
@@ -99,7 +145,72 @@ impl SyncEngine {
             reference: None,
             holding: false,
             last_failure: None,
+            local_stratum: None,
+            clock_refused: false,
+            served: Served {
+                state: SystemState::unsynchronised(),
+                source: TimeSource::None,
+            },
         }
+    }
+
+    /// Lab only: the local clock as the reference at `stratum` while the
+    /// upstreams give no time (`local_stratum`); `None` turns it off.
+    /// Changes nothing else: the sync state stays.
+    pub fn set_local_stratum(&mut self, stratum: Option<u8>) {
+        self.local_stratum = stratum;
+    }
+
+    /// Whether the kernel carried out the last clock command. While it
+    /// refuses, the clock is not where the engine believes it is, and the
+    /// server must not claim to be synchronised. Returns true when this
+    /// changes whether the clock can be steered.
+    pub fn clock_command_done(&mut self, done: bool) -> bool {
+        if done != self.clock_refused {
+            return false;
+        }
+        self.clock_refused = !done;
+        if !done {
+            // Start over as at a start, so that once the kernel takes
+            // commands again the clock may be stepped to where it should be.
+            self.discipline =
+                Discipline::new(self.settings.discipline, self.discipline.frequency());
+            self.reference = None;
+            self.peer = None;
+            for u in &mut self.upstreams {
+                u.source.clear_filter();
+                u.source.rearm_burst();
+            }
+        }
+        true
+    }
+
+    /// Decide what the server says from now on (at local time `now`), and
+    /// keep it: [`SyncEngine::served`] gives it until the next call.
+    pub fn publish(&mut self, now: UnixNanos) -> Served {
+        let from_upstreams = self.system_state(now);
+        self.served = if from_upstreams.is_synchronised() && !self.clock_refused {
+            Served {
+                state: from_upstreams,
+                source: TimeSource::Upstreams,
+            }
+        } else if let Some(stratum) = self.local_stratum {
+            Served {
+                state: SystemState::local(stratum, now),
+                source: TimeSource::LocalClock,
+            }
+        } else {
+            Served {
+                state: SystemState::unsynchronised(),
+                source: TimeSource::None,
+            }
+        };
+        self.served
+    }
+
+    /// What the last [`SyncEngine::publish`] decided.
+    pub fn served(&self) -> Served {
+        self.served
     }
 
     pub fn discipline(&self) -> &Discipline {
@@ -112,7 +223,7 @@ impl SyncEngine {
         if up.address != Some(address) {
             up.address = Some(address);
             up.source = Source::new();
-            up.status = UpstreamStatus::Unusable;
+            up.status = UpstreamStatus::Unreachable;
         }
     }
 
@@ -172,14 +283,19 @@ impl SyncEngine {
         let previous = self.peer.and_then(|p| usable.iter().position(|&i| i == p));
         let min_sources = self.settings.min_sources.min(self.upstreams.len()).max(1);
         for u in &mut self.upstreams {
-            u.status = UpstreamStatus::Unusable;
+            u.status = if u.source.reach() == 0 || u.address.is_none() {
+                UpstreamStatus::Unreachable
+            } else {
+                UpstreamStatus::Unusable
+            };
         }
         let selection = match select::select(&candidates, min_sources, previous) {
             Ok(s) => s,
             Err(e) => {
                 self.last_failure = Some(e);
+                self.peer = None;
                 for &i in &usable {
-                    self.upstreams[i].status = UpstreamStatus::Candidate;
+                    self.upstreams[i].status = UpstreamStatus::Unselected;
                 }
                 return None;
             }
@@ -244,8 +360,16 @@ impl SyncEngine {
         self.holding = true;
         let command = self.discipline.holdover(now);
         let poll = self.discipline.poll();
+        // Nothing has been selected for four polls: no upstream is the
+        // peer any more, whatever the last selection said.
+        self.peer = None;
         for u in &mut self.upstreams {
             u.source.set_poll(poll);
+            u.status = if u.source.reach() == 0 {
+                UpstreamStatus::Unreachable
+            } else {
+                UpstreamStatus::Unusable
+            };
         }
         Some(command)
     }
@@ -272,5 +396,198 @@ impl SyncEngine {
     /// The index of the system peer, if one is selected.
     pub fn peer(&self) -> Option<usize> {
         self.peer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ntp::packet::{self, Header, NtpTimestamp, mode};
+
+    const SEC: i64 = 1_000_000_000;
+
+    /// What an upstream answers.
+    #[derive(Clone, Copy)]
+    struct Answer {
+        offset: f64,
+        stratum: u8,
+        refid: [u8; 4],
+        leap: Leap,
+    }
+
+    const GOOD: Answer = Answer {
+        offset: 0.0,
+        stratum: 1,
+        refid: *b"GPS\0",
+        leap: Leap::None,
+    };
+
+    fn engine(upstreams: usize, min_sources: usize) -> SyncEngine {
+        let names: Vec<String> = (0..upstreams).map(|i| format!("u{i}")).collect();
+        let settings = EngineSettings {
+            min_sources,
+            ..EngineSettings::default()
+        };
+        let mut e = SyncEngine::new(&names, settings, 0.0);
+        for i in 0..upstreams {
+            e.set_address(i, format!("192.0.2.{}:123", i + 1).parse().unwrap());
+        }
+        e
+    }
+
+    /// One poll of every upstream at `t` (10 ms round trip); the clock
+    /// commands the engine gave.
+    fn poll_all(e: &mut SyncEngine, t: &mut UnixNanos, answers: &[Answer]) -> Vec<ClockCommand> {
+        let mut commands = Vec::new();
+        for (i, a) in answers.iter().enumerate() {
+            let request = e.request(i, *t, 1000 + t.0 as u64 + i as u64);
+            let q = packet::parse(&request).unwrap();
+            let t2 = UnixNanos(t.0 + 5_000_000 + (a.offset * 1e9) as i64);
+            let mut reply = [0u8; 48];
+            Header {
+                leap: a.leap,
+                version: 4,
+                mode: mode::SERVER,
+                stratum: a.stratum,
+                precision: -20,
+                refid: RefId(a.refid),
+                reference: NtpTimestamp::from_unix(t2),
+                origin: q.transmit,
+                receive: NtpTimestamp::from_unix(t2),
+                transmit: NtpTimestamp::from_unix(t2),
+                ..Header::default()
+            }
+            .encode(&mut reply);
+            let t4 = UnixNanos(t.0 + 10_000_000);
+            if let Ok(Some(c)) = e.reply(i, &reply, t4) {
+                commands.push(c);
+            }
+            *t = UnixNanos(t.0 + SEC / 10);
+        }
+        *t = UnixNanos(t.0 + 2 * SEC);
+        commands
+    }
+
+    fn start() -> UnixNanos {
+        UnixNanos(1_800_000_000 * SEC)
+    }
+
+    #[test]
+    fn a_stratum_0_reply_without_a_kiss_code_is_no_reference() {
+        let mut e = engine(4, 3);
+        let mut t = start();
+        // The bad one is the closest and of the lowest stratum.
+        let invalid = Answer {
+            offset: 0.002,
+            stratum: 0,
+            refid: [0; 4],
+            leap: Leap::None,
+        };
+        for _ in 0..8 {
+            poll_all(&mut e, &mut t, &[GOOD, GOOD, GOOD, invalid]);
+            let served = e.publish(t);
+            assert_ne!(e.peer(), Some(3));
+            if served.source == TimeSource::Upstreams {
+                assert_eq!(served.state.stratum, 2);
+            }
+        }
+        assert_eq!(e.publish(t).source, TimeSource::Upstreams);
+        assert_eq!(e.upstreams[3].status, UpstreamStatus::Unusable);
+        assert_ne!(e.upstreams[3].source.reach(), 0, "it answers");
+    }
+
+    #[test]
+    fn refused_clock_commands_are_served_as_unsynchronised() {
+        let mut e = engine(3, 2);
+        let mut t = start();
+        for _ in 0..6 {
+            poll_all(&mut e, &mut t, &[GOOD; 3]);
+        }
+        assert_eq!(e.publish(t).source, TimeSource::Upstreams);
+        // The kernel refuses (no CAP_SYS_TIME): said once, then every
+        // update goes on failing, and nothing claims synchronised.
+        assert!(e.clock_command_done(false));
+        let served = e.publish(t);
+        assert_eq!(served.source, TimeSource::None);
+        assert_eq!(served.state.leap, Leap::Unsynchronised);
+        for _ in 0..6 {
+            for _ in poll_all(&mut e, &mut t, &[GOOD; 3]) {
+                assert!(!e.clock_command_done(false), "no news");
+            }
+            assert_eq!(e.publish(t).source, TimeSource::None);
+        }
+        // The kernel takes commands again: synchronised from the next update.
+        assert!(e.clock_command_done(true));
+        for _ in 0..6 {
+            poll_all(&mut e, &mut t, &[GOOD; 3]);
+        }
+        assert_eq!(e.publish(t).source, TimeSource::Upstreams);
+    }
+
+    #[test]
+    fn no_majority_leaves_no_peer_and_no_upstream_combined() {
+        let mut e = engine(3, 2);
+        let mut t = start();
+        let at = |offset| Answer { offset, ..GOOD };
+        for _ in 0..6 {
+            poll_all(&mut e, &mut t, &[at(0.0), at(1.0), at(-1.0)]);
+        }
+        assert_eq!(e.last_failure, Some(NoSelection::NoMajority));
+        assert_eq!(e.peer(), None);
+        for u in &e.upstreams {
+            assert_eq!(u.status, UpstreamStatus::Unselected, "{}", u.name);
+        }
+        assert_eq!(e.publish(t).source, TimeSource::None);
+    }
+
+    #[test]
+    fn holdover_keeps_the_time_but_no_peer_then_the_local_clock() {
+        let mut e = engine(3, 2);
+        e.set_local_stratum(Some(7));
+        let mut t = start();
+        for _ in 0..6 {
+            poll_all(&mut e, &mut t, &[GOOD; 3]);
+        }
+        let served = e.publish(t);
+        assert_eq!(
+            (served.source, served.state.stratum),
+            (TimeSource::Upstreams, 2)
+        );
+        assert!(e.peer().is_some());
+        // Every upstream silent: after four polls, holdover.
+        for _ in 0..600 {
+            t = UnixNanos(t.0 + SEC);
+            e.tick(t);
+        }
+        assert_eq!(e.peer(), None, "no peer in holdover");
+        for u in &e.upstreams {
+            assert_ne!(u.status, UpstreamStatus::Selected, "{}", u.name);
+        }
+        assert_eq!(
+            e.publish(t).source,
+            TimeSource::Upstreams,
+            "still the last update"
+        );
+        // Past max_distance (1 s at 15 ppm: 18.5 h) the local clock takes over.
+        t = UnixNanos(t.0 + 70_000 * SEC);
+        let served = e.publish(t);
+        assert_eq!(
+            (served.source, served.state.stratum),
+            (TimeSource::LocalClock, 7)
+        );
+    }
+
+    #[test]
+    fn local_stratum_changes_keep_the_sync_state() {
+        let mut e = engine(3, 2);
+        let mut t = start();
+        for _ in 0..6 {
+            poll_all(&mut e, &mut t, &[GOOD; 3]);
+        }
+        let before = e.publish(t);
+        e.set_local_stratum(Some(5));
+        assert_eq!(e.publish(t), before, "the upstreams' time still wins");
+        e.set_local_stratum(None);
+        assert_eq!(e.publish(t), before);
     }
 }

@@ -83,7 +83,8 @@ pub enum Reject {
     Invalid(ReplyError),
     /// The same server transmit timestamp as the previous reply.
     Duplicate,
-    /// The server says it is not synchronised (leap 3, stratum 16+).
+    /// The server gives no usable time: leap 3, or stratum 0 (not a kiss
+    /// code) or 16 and above.
     Unsynchronised,
     /// Root distance beyond [`MAX_DISTANCE`].
     TooFar,
@@ -235,7 +236,9 @@ impl Source {
         // It answered: reachable, even if what it says is not usable.
         self.reach |= 1;
         self.polls_since_answer = 0;
-        if h.leap == Leap::Unsynchronised || h.stratum >= STRATUM_UNSYNC {
+        // Stratum 0 that is no kiss code (refid 0) is "unspecified or
+        // invalid" (RFC 5905 §7.3), as is 16 and above: no reference.
+        if h.leap == Leap::Unsynchronised || h.stratum == 0 || h.stratum >= STRATUM_UNSYNC {
             return Err(Reject::Unsynchronised);
         }
         let root_delay = short_to_secs(h.root_delay);

@@ -107,7 +107,39 @@ impl Daemon {
     }
 
     /// As [`Daemon::start_with`], with a config file already in place.
-    pub fn start_with_path(mut cmd: Command, config_path: &Path, sockets: usize) -> Daemon {
+    pub fn start_with_path(cmd: Command, config_path: &Path, sockets: usize) -> Daemon {
+        let config = std::fs::read_to_string(config_path).unwrap();
+        assert!(
+            !config.contains("upstream") || config.contains("option clock_control '0'"),
+            "a test config with upstreams must set option clock_control '0'"
+        );
+        Self::spawn(cmd, config_path, sockets)
+    }
+
+    /// A daemon with clock control on that cannot steer any clock: it runs
+    /// as `nobody`, with no capability and CAP_SYS_TIME gone from its
+    /// bounding set (so that nothing it execs can regain it), so every
+    /// clock_adjtime it tries fails. Needs root to drop into that.
+    pub fn start_unable_to_steer(config: &str, sockets: usize) -> Daemon {
+        require_root("dropping CAP_SYS_TIME for good");
+        let mut cmd = Command::new(require("setpriv", "util-linux"));
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--bounding-set=-sys_time",
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--no-new-privs",
+            "--",
+            BIN,
+        ]);
+        let path = scratch_dir().join("ntpgate.conf");
+        std::fs::write(&path, config).unwrap();
+        Self::spawn(cmd, &path, sockets)
+    }
+
+    fn spawn(mut cmd: Command, config_path: &Path, sockets: usize) -> Daemon {
         // The host's clock and network are not ours: a test daemon never
         // steers the clock and never falls back to the default (public)
         // upstreams.
@@ -115,10 +147,6 @@ impl Daemon {
         assert!(
             config.contains("local_stratum") || config.contains("upstream"),
             "a test config must name its upstreams (on loopback) or use local_stratum"
-        );
-        assert!(
-            !config.contains("upstream") || config.contains("option clock_control '0'"),
-            "a test config with upstreams must set option clock_control '0'"
         );
         let config_path = config_path.to_path_buf();
         cmd.arg("run").arg("--config").arg(&config_path);
@@ -487,4 +515,81 @@ pub fn field(line: &str, key: &str) -> u64 {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {key}= in {line}"))
+}
+
+/// An NTP server on loopback that answers as told: its time `offset`
+/// seconds from this machine's, its stratum, refid and leap, and before
+/// each answer the `junk` datagrams (what a hostile or broken peer might
+/// send from the same address). It never touches the clock.
+pub struct FakeUpstream {
+    pub port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Clone)]
+pub struct FakeAnswer {
+    pub offset: f64,
+    pub stratum: u8,
+    pub refid: [u8; 4],
+    pub leap: u8,
+    pub junk: Vec<Vec<u8>>,
+}
+
+impl FakeAnswer {
+    pub fn good() -> FakeAnswer {
+        FakeAnswer {
+            offset: 0.0,
+            stratum: 1,
+            refid: *b"GPS\0",
+            leap: 0,
+            junk: Vec::new(),
+        }
+    }
+}
+
+impl FakeUpstream {
+    pub fn start(answer: FakeAnswer) -> FakeUpstream {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                if n < 48 {
+                    continue;
+                }
+                for j in &answer.junk {
+                    let _ = socket.send_to(j, from);
+                }
+                let shift = (answer.offset * 4_294_967_296.0) as i64 as u64;
+                let now = ntp_now().wrapping_add(shift);
+                let mut reply = [0u8; 48];
+                reply[0] = (answer.leap << 6) | (4 << 3) | 4;
+                reply[1] = answer.stratum;
+                reply[2] = buf[2];
+                reply[3] = (-20i8) as u8;
+                reply[8..12].copy_from_slice(&0x0000_0010u32.to_be_bytes());
+                reply[12..16].copy_from_slice(&answer.refid);
+                reply[16..24].copy_from_slice(&(now - (1 << 32)).to_be_bytes());
+                reply[24..32].copy_from_slice(&buf[40..48]);
+                reply[32..40].copy_from_slice(&now.to_be_bytes());
+                reply[40..48].copy_from_slice(&now.to_be_bytes());
+                let _ = socket.send_to(&reply, from);
+            }
+        });
+        FakeUpstream { port, stop }
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
