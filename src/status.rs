@@ -247,7 +247,12 @@ impl Snapshot<'_> {
         json!({
             "synchronised": s.is_synchronised(),
             "stratum": s.stratum,
-            "refid": s.refid.display(s.stratum),
+            // The local reference's refid is a code (LOCL) at any stratum.
+            "refid": s.refid.display(if served.source == TimeSource::LocalClock {
+                1
+            } else {
+                s.stratum
+            }),
             "leap": s.leap as u8,
             "leap_text": s.leap.describe(),
             "offset_s": d.offset(),

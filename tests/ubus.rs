@@ -94,6 +94,8 @@ fn status_methods_reload_and_ubusd_restarts() {
     assert_eq!(code, 0, "{json}");
     let v: serde_json::Value = serde_json::from_str(&json).expect("status --json is JSON");
     assert_eq!(v["sync"]["stratum"], 3);
+    assert_eq!(v["sync"]["refid"], "LOCL", "a code, not an address");
+    assert_eq!(v["sync"]["source"], "local clock (local_stratum)");
     assert_eq!(v["sync"]["leap"], 0);
     assert_eq!(v["server"]["counters"]["received"], 5);
     assert_eq!(v["server"]["counters"]["dropped"]["mode"], 0);

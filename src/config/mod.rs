@@ -953,7 +953,7 @@ mod tests {
     #[test]
     fn design_example_parses() {
         let l = parse(
-            "config server 'main'\n\toption enabled '1'\n\tlist listen '::'\n\tlist listen '127.0.0.1'\n\toption port '1123'\n\toption local_stratum ''\n\toption ratelimit '1'\n\toption ratelimit_interval '2'\n\toption ratelimit_burst '16'\n\toption ratelimit_leak '3'\n\toption ratelimit_kod '1'\n\toption ratelimit_prefix6 '56'\n\tlist allow '2001:db8::/32'\n\tlist deny '192.0.2.0/24'\n",
+            "config server 'main'\n\toption enabled '1'\n\tlist listen '::1'\n\tlist listen '127.0.0.1'\n\toption port '1123'\n\toption local_stratum ''\n\toption ratelimit '1'\n\toption ratelimit_interval '2'\n\toption ratelimit_burst '16'\n\toption ratelimit_leak '3'\n\toption ratelimit_kod '1'\n\toption ratelimit_prefix6 '56'\n\tlist allow '2001:db8::/32'\n\tlist deny '192.0.2.0/24'\n",
             "t",
         );
         assert!(l.diagnostics.is_empty(), "{:?}", messages(&l));
@@ -961,7 +961,7 @@ mod tests {
         assert_eq!(
             s.listen,
             [
-                "::".parse::<IpAddr>().unwrap(),
+                "::1".parse::<IpAddr>().unwrap(),
                 "127.0.0.1".parse().unwrap()
             ]
         );
