@@ -12,6 +12,7 @@ pub mod net;
 pub mod netwatch;
 pub mod ntp;
 pub mod query;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod status;
 pub mod ubus;

@@ -6,8 +6,9 @@ use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::SystemClock;
 use crate::ntp::client::{self, ReplyError, Sample};
+use crate::ntp::clock::Clock;
 use crate::ntp::packet::{self, Leap, NtpTimestamp, UnixNanos};
 
 /// Resolve `HOST`, `HOST:PORT`, `IPV6` or `[IPV6]:PORT`; the port defaults to 123.

@@ -1,44 +1,11 @@
-//! Clocks. Everything that needs the time asks a [`Clock`], so that tests and
-//! the simulator can run on simulated time and no test touches the host clock.
+//! The system clock: CLOCK_REALTIME read through the vDSO and steered with
+//! clock_adjtime, behind the core's [`Clock`] and [`ClockControl`]
+//! interface (`ntp::clock`), and the measurement of its precision.
 
 use std::io;
 
-use crate::ntp::discipline::ClockCommand;
+use crate::ntp::clock::{Clock, ClockControl, MAX_FREQUENCY};
 use crate::ntp::packet::UnixNanos;
-
-pub trait Clock {
-    /// Wall-clock time (CLOCK_REALTIME for the system clock).
-    fn now(&self) -> UnixNanos;
-}
-
-/// A clock the sync engine may steer. Only the daemon's system clock (with
-/// `clock_control` on) and the simulator's clock implement it.
-pub trait ClockControl: Clock {
-    /// Jump by `offset` seconds (positive: forward).
-    fn step(&mut self, offset: f64) -> io::Result<()>;
-    /// Run this much faster than nominal (seconds per second; 1e-6 is
-    /// 1 ppm), replacing the previous setting.
-    fn set_frequency(&mut self, frequency: f64) -> io::Result<()>;
-    /// Tell the kernel whether the clock is synchronised and how good it is
-    /// (seconds), so that other programs on the router see it as ntpd's
-    /// clients do (adjtimex: STA_UNSYNC, maxerror, esterror).
-    fn set_sync_status(
-        &mut self,
-        synchronised: bool,
-        max_error: f64,
-        est_error: f64,
-    ) -> io::Result<()>;
-}
-
-/// Carry out a command of the discipline: the step first, then the
-/// frequency. The daemon does this to the system clock, the simulator to
-/// its simulated one.
-pub fn apply(clock: &mut dyn ClockControl, command: ClockCommand) -> io::Result<()> {
-    if let Some(step) = command.step {
-        clock.step(step)?;
-    }
-    clock.set_frequency(command.frequency)
-}
 
 /// The kernel's clock, CLOCK_REALTIME.
 #[derive(Clone, Copy, Debug, Default)]
@@ -49,9 +16,6 @@ impl Clock for SystemClock {
         realtime()
     }
 }
-
-/// The kernel accepts at most 500 ppm of frequency correction.
-pub const MAX_FREQUENCY: f64 = 500e-6;
 
 fn adjtime(tx: &mut libc::timex) -> io::Result<libc::c_int> {
     // SAFETY: `tx` is a valid timex for the call.

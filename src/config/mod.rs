@@ -14,8 +14,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::net::Cidr;
+use crate::ntp::STRATUM_UNSYNC;
 use crate::ntp::ratelimit::RateLimitSettings;
-use crate::ntp::server::{AccessPolicy, STRATUM_UNSYNC};
+use crate::ntp::server::AccessPolicy;
 use network::Interfaces;
 use uci::{Section, UciFile};
 

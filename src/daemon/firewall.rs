@@ -22,8 +22,8 @@ use crate::config::pinhole::Pinhole;
 use crate::firewall::apply::{self, Counters, Current, Desired};
 use crate::firewall::plan::{self, Health, LanAddress, LanState, Neighbour, PinholeState};
 use crate::netwatch::{self, Snapshot};
+use crate::ntp::STRATUM_UNSYNC;
 use crate::ntp::packet::Leap;
-use crate::ntp::server::STRATUM_UNSYNC;
 use crate::{info, notice, warning};
 
 /// How often the sets are checked (an fw4 restart empties them).

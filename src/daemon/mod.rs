@@ -24,9 +24,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::clock::{self, Clock, SystemClock};
+use crate::clock::{self, SystemClock};
 use crate::config::network::Interfaces;
 use crate::config::{self, Config, Loaded, Severity};
+use crate::ntp::clock::Clock;
 use crate::ntp::engine::SyncEngine;
 use crate::ntp::packet::{self, NtpTimestamp, ParseError};
 use crate::ntp::ratelimit::DEFAULT_CAPACITY;

@@ -14,9 +14,10 @@ use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use super::{Shared, lock, random_u64, udp};
-use crate::clock::{self, Clock, ClockControl, SystemClock};
+use crate::clock::SystemClock;
 use crate::config::{self, SyncConfig};
-use crate::ntp::discipline::{ClockCommand, DisciplineSettings};
+use crate::ntp::clock::{self, Clock, ClockCommand, ClockControl};
+use crate::ntp::discipline::DisciplineSettings;
 use crate::ntp::engine::{EngineSettings, SyncEngine, TimeSource};
 use crate::ntp::packet::UnixNanos;
 use crate::ntp::select::NoSelection;

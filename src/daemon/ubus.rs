@@ -11,8 +11,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{Shared, lock};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::SystemClock;
 use crate::firewall::plan::Health;
+use crate::ntp::clock::Clock;
 use crate::status::{self, Clients, PinholeStatus, Snapshot};
 use crate::ubus::blob::Msg;
 use crate::ubus::session::{self, Connection, Handler, Signature, Table};

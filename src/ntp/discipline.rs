@@ -15,9 +15,9 @@
 
 use std::collections::VecDeque;
 
+use super::clock::{ClockCommand, MAX_FREQUENCY};
 use super::packet::UnixNanos;
 use super::source::{MAX_POLL, MIN_POLL};
-use crate::clock::MAX_FREQUENCY;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DisciplineSettings {
@@ -37,15 +37,6 @@ impl Default for DisciplineSettings {
             observe: false,
         }
     }
-}
-
-/// What to do to the clock now.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClockCommand {
-    /// Jump by this many seconds first.
-    pub step: Option<f64>,
-    /// Then run this much faster than nominal (s/s) until the next command.
-    pub frequency: f64,
 }
 
 /// Updates kept for the fit.

@@ -6,11 +6,13 @@
 
 use std::net::SocketAddr;
 
-use super::discipline::{ClockCommand, Discipline, DisciplineSettings};
+use super::clock::ClockCommand;
+use super::discipline::{Discipline, DisciplineSettings};
 use super::packet::{Leap, RefId, UnixNanos};
 use super::select::{self, Candidate, NoSelection};
-use super::server::{PHI, STRATUM_UNSYNC, SystemState};
+use super::server::SystemState;
 use super::source::{Reject, Source};
+use super::{PHI, STRATUM_UNSYNC};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EngineSettings {

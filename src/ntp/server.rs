@@ -7,14 +7,8 @@ use super::packet::{
     self, HEADER_LEN, Header, Leap, NtpTimestamp, ParseError, RefId, UnixNanos, mode,
 };
 use super::ratelimit::{RateLimitSettings, RateLimiter, Verdict};
+use super::{PHI, STRATUM_UNSYNC};
 use crate::net::Cidr;
-
-/// RFC 5905's frequency tolerance (15 ppm): how fast the error bound of a
-/// clock grows while nothing corrects it.
-pub const PHI: f64 = 15e-6;
-
-/// Stratum meaning "unsynchronised" inside the daemon; 0 on the wire.
-pub const STRATUM_UNSYNC: u8 = 16;
 
 /// What the server knows about its own time, as published by the sync
 /// engine (or by the lab-only local reference).

@@ -19,7 +19,7 @@ use std::fmt;
 
 use super::client::{self, ReplyError};
 use super::packet::{Leap, NtpTimestamp, RefId, UnixNanos, short_to_secs};
-use super::server::{PHI, STRATUM_UNSYNC};
+use super::{PHI, STRATUM_UNSYNC};
 
 /// Poll interval bounds, log2 seconds: 64 s to 1024 s.
 pub const MIN_POLL: i8 = 6;

@@ -11,8 +11,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use crate::clock::{self, Clock, ClockControl, MAX_FREQUENCY};
-use crate::ntp::discipline::ClockCommand;
+use crate::ntp::clock::{self, Clock, ClockCommand, ClockControl, MAX_FREQUENCY};
 use crate::ntp::engine::{EngineSettings, SyncEngine};
 use crate::ntp::packet::{self, Header, Leap, NtpTimestamp, RefId, UnixNanos, mode};
 use crate::ntp::source::REPLY_TIMEOUT;
