@@ -16,6 +16,44 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `host`, `host:port`, an IPv6 address, or `[IPv6]:port`: the host (a
+/// name or an address, without brackets) and the port (`default_port`
+/// when none is given). The one parser of this form: the config's
+/// upstreams and `ntpgate query` both use it.
+pub fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), String> {
+    let port = |p: &str| match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("'{p}' in '{text}' is not a port number (1-65535)")),
+    };
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (addr, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("'{text}': '[' without ']'"))?;
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("'{addr}' is not an IPv6 address"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (addr.to_string(), port(p)?),
+            None if after.is_empty() => (addr.to_string(), default_port),
+            None => return Err(format!("'{text}': unexpected '{after}' after ']'")),
+        }
+    } else if text.parse::<std::net::Ipv6Addr>().is_ok() {
+        (text.to_string(), default_port)
+    } else if let Some((h, p)) = text.split_once(':') {
+        (h.to_string(), port(p)?)
+    } else {
+        (text.to_string(), default_port)
+    };
+    let valid_name = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':');
+    if !valid_name {
+        return Err(format!("'{text}' is not a host name or address"));
+    }
+    Ok((host, port))
+}
+
 /// An address prefix such as `2001:db8::/32` or `192.0.2.0/24`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {

@@ -13,14 +13,8 @@ use crate::ntp::packet::{self, Leap, NtpTimestamp, UnixNanos};
 
 /// Resolve `HOST`, `HOST:PORT`, `IPV6` or `[IPV6]:PORT`; the port defaults to 123.
 pub fn resolve(target: &str) -> Result<Vec<SocketAddr>, String> {
-    let with_port = if target.parse::<std::net::Ipv6Addr>().is_ok() {
-        format!("[{target}]:123")
-    } else if target.starts_with('[') || target.contains(':') {
-        target.to_string()
-    } else {
-        format!("{target}:123")
-    };
-    let addrs: Vec<SocketAddr> = with_port
+    let (host, port) = crate::net::parse_host_port(target, 123)?;
+    let addrs: Vec<SocketAddr> = (host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve '{target}': {e}"))?
         .collect();
