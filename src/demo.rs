@@ -402,6 +402,7 @@ fn router_pid(daemons: &[Child]) -> Result<libc::pid_t, String> {
 
 /// Why the network demo cannot run here, if it cannot.
 pub fn unavailable() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Some("it needs root (network namespaces and nftables)".into());
     }

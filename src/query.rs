@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::Duration;
 
 use crate::clock::SystemClock;
-use crate::ntp::client::{self, ReplyError, Sample};
+use crate::ntp::client::{Exchange, Sample};
 use crate::ntp::clock::Clock;
 use crate::ntp::packet::{self, Leap, NtpTimestamp, UnixNanos};
 
@@ -40,9 +40,10 @@ pub fn exchange(server: SocketAddr, timeout: Duration) -> Result<(Sample, UnixNa
         .map_err(|e| format!("socket: {e}"))?;
     let clock = SystemClock;
     let t1 = clock.now();
-    let transmit = NtpTimestamp::from_unix(t1);
+    // The clock's time as the transmit timestamp, as ntpdig sends it.
+    let (exchange, request) = Exchange::start(t1, NtpTimestamp::from_unix(t1), 6);
     socket
-        .send(&client::request(transmit, 6))
+        .send(&request)
         .map_err(|e| format!("cannot send to {server}: {e}"))?;
     let mut buf = [0u8; 1024];
     loop {
@@ -56,11 +57,11 @@ pub fn exchange(server: SocketAddr, timeout: Duration) -> Result<(Sample, UnixNa
             _ => format!("no answer from {server}: {e}"),
         })?;
         let t4 = clock.now();
-        match client::evaluate(&buf[..n], transmit, t1, t4) {
-            // Not ours (late or stray): keep waiting for the real answer.
-            Err(ReplyError::OriginMismatch) => continue,
-            Err(e) => return Err(format!("{server}: {e}")),
+        match exchange.receive(&buf[..n], t4) {
             Ok(sample) => return Ok((sample, t4)),
+            Err(e) if e.ends_exchange() => return Err(format!("{server}: {e}")),
+            // Not the answer (late, stray, malformed): keep waiting for it.
+            Err(_) => continue,
         }
     }
 }

@@ -95,14 +95,11 @@ fn demo_serves_on_localhost() {
         .spawn()
         .unwrap();
     let mut answered = None;
-    for _ in 0..50 {
+    within_every(Duration::from_millis(100), Duration::from_secs(15), || {
         let (code, out, _) = ntpgate(&["query", "--timeout", "0.2", "127.0.0.1:12300"]);
-        if code == 0 {
-            answered = Some(out);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        answered = (code == 0).then_some(out);
+        answered.is_some()
+    });
     let _ = Command::new("kill")
         .args(["-TERM", &demo.id().to_string()])
         .status();

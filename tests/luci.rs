@@ -28,7 +28,7 @@ mod uhttpd;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::ubusd::Ubusd;
 use common::*;
@@ -93,15 +93,10 @@ impl Router {
             )
         };
         let d = Daemon::start(&config, 1);
-        let start = Instant::now();
-        while !call_status(&self.socket).is_some_and(|s| ready(&s)) {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "status never ready: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        within_every(Duration::from_millis(200), Duration::from_secs(30), || {
+            call_status(&self.socket).is_some_and(|s| ready(&s))
+        })
+        .unwrap_or_else(|| panic!("status never ready: {}", d.log()));
         d
     }
 

@@ -139,31 +139,17 @@ fn status_methods_reload_and_ubusd_restarts() {
     let applied = call(&socket, "reload", serde_json::json!({})).unwrap();
     assert_eq!(applied["result"], "applied", "{applied}");
     // The new stratum is served from the next tick of the sync engine (1 s).
-    let start = std::time::Instant::now();
-    while call(&socket, "status", serde_json::json!({})).unwrap()["sync"]["stratum"] != 4 {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "stratum 4 not served"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    within(Duration::from_secs(3), || {
+        call(&socket, "status", serde_json::json!({})).unwrap()["sync"]["stratum"] == 4
+    })
+    .expect("stratum 4 served");
 
     // ubusd restarts: the object is published again, no daemon restart.
     ubusd.restart();
     assert!(!ubusd.has_object("ntpgate"));
-    let start = std::time::Instant::now();
-    while !ubusd.has_object("ntpgate") {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "not published again: {}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    println!(
-        "published again {:?} after the ubusd restart",
-        start.elapsed()
-    );
+    let took = within(Duration::from_secs(10), || ubusd.has_object("ntpgate"))
+        .unwrap_or_else(|| panic!("not published again: {}", d.log()));
+    println!("published again {took:?} after the ubusd restart");
     let (code, text) = status_command(&socket, false);
     assert_eq!(code, 0, "{text}");
     assert!(d.log().contains("ubus: connection lost"), "{}", d.log());

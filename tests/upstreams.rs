@@ -62,8 +62,19 @@ fn a_clock_the_kernel_will_not_steer_is_not_served_as_synchronised() {
     let port = free_port();
     let d = Daemon::start_unable_to_steer(&config(port, &upstreams, ""), 1);
     d.wait_for_log(|l| l.contains("cannot steer the clock"), "the refused step");
-    // The burst goes on (2 s apart) and every update fails again.
-    std::thread::sleep(Duration::from_secs(6));
+    // The burst goes on (2 s apart), and every update fails again: wait
+    // for four answers from each upstream.
+    within_every(Duration::from_millis(500), Duration::from_secs(30), || {
+        d.usr1_lines("notice: upstream:", 3).iter().all(|l| {
+            let reach = l
+                .split("reach=")
+                .nth(1)
+                .and_then(|r| r.get(..3))
+                .unwrap_or("0");
+            u8::from_str_radix(reach, 8).unwrap_or(0).count_ones() >= 4
+        })
+    })
+    .unwrap_or_else(|| panic!("the upstreams were not asked again: {}", d.log()));
     let out = std::process::Command::new(BIN)
         .args(["query", &format!("127.0.0.1:{port}")])
         .output()

@@ -12,7 +12,7 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use ntpgate::clock::realtime;
@@ -122,13 +122,12 @@ poweroff -f
         let _ = out.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while vm.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = vm.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    if within_every(Duration::from_millis(200), Duration::from_secs(300), || {
+        vm.try_wait().unwrap().is_some()
+    })
+    .is_none()
+    {
+        let _ = vm.kill();
     }
     let _ = vm.wait();
     let console = reader.join().unwrap();

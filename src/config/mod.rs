@@ -4,6 +4,8 @@
 //! all at once, as errors (the config is refused) or warnings (it runs, but
 //! someone should look). Nothing is silently ignored.
 
+#![forbid(unsafe_code)]
+
 mod diagnostics;
 pub mod firewall;
 mod lint;

@@ -10,7 +10,7 @@ mod netifd;
 mod privileges;
 mod sync;
 mod ubus;
-pub mod udp;
+mod udp;
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio::io::Interest;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -29,12 +28,11 @@ use crate::config::network::Interfaces;
 use crate::config::{self, Config, Loaded, Severity};
 use crate::ntp::clock::Clock;
 use crate::ntp::engine::SyncEngine;
-use crate::ntp::packet::{self, NtpTimestamp, ParseError};
 use crate::ntp::ratelimit::DEFAULT_CAPACITY;
-use crate::ntp::server::{DropReason, Outcome, Request, Server, SystemState};
+use crate::ntp::server::{Server, SystemState};
 use crate::status::{Clients, RateHistory, ServerCounters};
 use crate::{error, info, notice, warning};
-use udp::{Batch, ServerSocket};
+use udp::{ServerSocket, serve_socket};
 
 /// Where the configuration comes from.
 #[derive(Clone, Debug)]
@@ -478,80 +476,4 @@ async fn reload(
     }
     notice!("reload: configuration applied");
     Ok("applied")
-}
-
-/// One socket's receive-decide-reply loop.
-async fn serve_socket(socket: ServerSocket, shared: Arc<Shared>) {
-    let mut batch = Batch::new(socket.local, socket.wildcard);
-    let local = socket.local;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket.socket);
-    let socket = match tokio::net::UdpSocket::from_std(socket.socket) {
-        Ok(s) => s,
-        Err(e) => {
-            error!("{local}: {e}");
-            return;
-        }
-    };
-    let mut receive_errors = 0u64;
-    // The batch's source addresses, for the busiest-clients table.
-    let mut sources = Vec::with_capacity(udp::BATCH);
-    loop {
-        if let Err(e) = socket.readable().await {
-            error!("{local}: {e}");
-            return;
-        }
-        let n = match socket.try_io(Interest::READABLE, || batch.receive(fd)) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => {
-                receive_errors += 1;
-                if receive_errors.is_power_of_two() {
-                    warning!("{local}: receive failed ({receive_errors} times so far): {e}");
-                }
-                continue;
-            }
-        };
-        // Used where the kernel gave no timestamp.
-        let received_fallback = SystemClock.now();
-        let monotonic_ns = shared.epoch.elapsed().as_nanos() as u64;
-        let state = *lock(&shared.state);
-        let mut counters = ServerCounters::default();
-        sources.clear();
-        {
-            let mut server = lock(&shared.server);
-            for i in 0..n {
-                let Some((datagram, bytes)) = batch.datagram(i) else {
-                    continue;
-                };
-                let mut reply = [0u8; packet::HEADER_LEN];
-                let outcome = if datagram.truncated {
-                    Outcome::Dropped(DropReason::Malformed(ParseError::TooLong))
-                } else {
-                    let request = Request {
-                        packet: bytes,
-                        source: datagram.source,
-                        received: datagram.timestamp.unwrap_or(received_fallback),
-                        monotonic_ns,
-                    };
-                    server.handle(&state, &request, &mut reply)
-                };
-                counters.record(outcome);
-                sources.push(datagram.source.ip());
-                if outcome.reply_sent() {
-                    *batch.stage_reply(i) = reply;
-                }
-            }
-        }
-        // The transmit timestamp, as late as possible: just before the send.
-        let transmit = NtpTimestamp::from_unix(SystemClock.now());
-        for reply in batch.staged_replies() {
-            packet::set_transmit(reply, transmit);
-        }
-        counters.send_failed += batch.send(fd) as u64;
-        lock(&shared.counters).add(&counters);
-        let mut clients = lock(&shared.clients);
-        for sample in sources.chunks(Clients::SAMPLE) {
-            clients.observe(crate::net::canonical(sample[0]), sample.len() as u64);
-        }
-    }
 }

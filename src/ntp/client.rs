@@ -68,6 +68,53 @@ impl fmt::Display for ReplyError {
     }
 }
 
+impl ReplyError {
+    /// Whether this reply answers the request (and so ends the exchange:
+    /// a kiss-o'-death, a server without time), rather than being some
+    /// other datagram to ignore while waiting for the answer (someone
+    /// else's, a forgery, a malformed one, one in another mode).
+    pub fn ends_exchange(self) -> bool {
+        matches!(self, ReplyError::Kiss(_) | ReplyError::NoTime)
+    }
+}
+
+/// One client exchange, sans IO: the request, and the verdict on whatever
+/// arrives until the answer. The one exchange of `ntpgate query`, of the
+/// daemon's upstreams (through [`Source`](super::source::Source)) and of
+/// the simulator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exchange {
+    transmit: NtpTimestamp,
+    sent: UnixNanos,
+}
+
+impl Exchange {
+    /// The request to send at local time `now`, carrying `transmit` (a
+    /// random cookie, or the clock's time as ntpdig sends it), which the
+    /// answer must echo.
+    pub fn start(now: UnixNanos, transmit: NtpTimestamp, poll: i8) -> (Exchange, [u8; HEADER_LEN]) {
+        (
+            Exchange {
+                transmit,
+                sent: now,
+            },
+            request(transmit, poll),
+        )
+    }
+
+    /// A datagram received at local time `t4`: the sample, or why it is
+    /// not one ([`ReplyError::ends_exchange`] tells whether to keep
+    /// waiting).
+    pub fn receive(&self, datagram: &[u8], t4: UnixNanos) -> Result<Sample, ReplyError> {
+        evaluate(datagram, self.transmit, self.sent, t4)
+    }
+
+    /// When the request went out, local time.
+    pub fn sent(&self) -> UnixNanos {
+        self.sent
+    }
+}
+
 /// Check a reply to the request that carried `sent_transmit`, sent at local
 /// time `t1` and received at `t4`, and compute the sample.
 pub fn evaluate(

@@ -1,6 +1,8 @@
 //! The NTP protocol core. Sans IO: nothing here opens a socket or reads a
 //! clock; callers pass packets and times in and get decisions out.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod clock;
 pub mod discipline;

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use super::client::{self, ReplyError};
+use super::client::{Exchange, ReplyError};
 use super::packet::{Leap, NtpTimestamp, RefId, UnixNanos, short_to_secs};
 use super::{PHI, STRATUM_UNSYNC};
 
@@ -113,7 +113,7 @@ pub struct Source {
     /// Raised by RATE kisses; never polled faster than this.
     min_poll: i8,
     burst: u8,
-    outstanding: Option<(NtpTimestamp, UnixNanos)>,
+    outstanding: Option<Exchange>,
     last_server_transmit: NtpTimestamp,
     stages: [Option<FilterSample>; FILTER_STAGES],
     next_stage: usize,
@@ -208,17 +208,18 @@ impl Source {
         self.reach <<= 1;
         self.polls_since_answer += 1;
         self.burst = self.burst.saturating_sub(1);
-        let cookie = NtpTimestamp(cookie);
-        self.outstanding = Some((cookie, now));
-        client::request(cookie, self.poll)
+        let (exchange, request) = Exchange::start(now, NtpTimestamp(cookie), self.poll);
+        self.outstanding = Some(exchange);
+        request
     }
 
     /// A reply received at local time `t4`. `frame` is the discipline's
     /// frame at `t4` ([`Discipline::frame_at`](super::discipline::Discipline::frame_at)):
     /// offsets are kept in it so that samples of different ages compare.
     pub fn reply(&mut self, packet: &[u8], t4: UnixNanos, frame: f64) -> Result<(), Reject> {
-        let (cookie, t1) = self.outstanding.ok_or(Reject::NotOurs)?;
-        let sample = match client::evaluate(packet, cookie, t1, t4) {
+        let exchange = self.outstanding.ok_or(Reject::NotOurs)?;
+        let t1 = exchange.sent();
+        let sample = match exchange.receive(packet, t4) {
             Ok(s) => s,
             Err(ReplyError::OriginMismatch) => return Err(Reject::NotOurs),
             Err(ReplyError::Kiss(code)) => {

@@ -2,6 +2,8 @@
 //! (`blob`), messages (`wire`), and the async session (`session`) that
 //! publishes objects and calls others. Sans-IO below `session`.
 
+#![forbid(unsafe_code)]
+
 pub mod blob;
 pub mod session;
 pub mod wire;

@@ -189,14 +189,10 @@ impl Daemon {
     }
 
     pub fn wait_for_log(&self, done: impl Fn(&str) -> bool, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if done(&self.log()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
+        within_every(Duration::from_millis(20), Duration::from_secs(15), || {
+            done(&self.log())
+        })
+        .unwrap_or_else(|| panic!("timed out waiting for {what}; daemon log:\n{}", self.log()));
     }
 
     pub fn signal(&self, sig: &str) {
@@ -426,22 +422,22 @@ impl Chronyd {
         );
         // Owned from here, so that a failure below still ends it.
         let chronyd = Chronyd { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
         let to: SocketAddr = ([127, 0, 0, 1], port).into();
-        while Instant::now() < deadline {
-            if exchange(
+        let serving = within(Duration::from_secs(10), || {
+            let ask = request(4, 3, 6, 1);
+            exchange(
                 "127.0.0.1:0".parse().unwrap(),
                 to,
-                &request(4, 3, 6, 1),
+                &ask,
                 Duration::from_millis(200),
             )
             .is_some()
-            {
-                return chronyd;
-            }
+        });
+        if serving.is_none() {
+            let log = std::fs::read_to_string(chronyd.dir.join("chronyd.log")).unwrap_or_default();
+            panic!("chronyd did not start serving on port {port}:\n{log}");
         }
-        let log = std::fs::read_to_string(chronyd.dir.join("chronyd.log")).unwrap_or_default();
-        panic!("chronyd did not start serving on port {port}:\n{log}");
+        chronyd
     }
 }
 
