@@ -26,11 +26,14 @@ pub fn stream(file: &[u8]) -> Result<Vec<u8>, String> {
         Some(m) if m == adb::MAGIC => Ok(file.to_vec()),
         Some(m) if m == adb::MAGIC_DEFLATE => inflate(&file[4..]),
         // `ADBc` and a compression spec: algorithm, level.
-        Some(b"ADBc") => match file.get(4) {
-            Some(0) => Ok(file[6..].to_vec()),
-            Some(1) => inflate(file.get(6..).unwrap_or_default()),
-            _ => Err("compression not supported by mkapk (zstd?)".into()),
-        },
+        Some(b"ADBc") => {
+            let stream = file.get(6..).ok_or("truncated compression header")?;
+            match file[4] {
+                0 => Ok(stream.to_vec()),
+                1 => inflate(stream),
+                _ => Err("compression not supported by mkapk (zstd?)".into()),
+            }
+        }
         _ => Err("not an apk v3 package (no ADB header)".into()),
     }
 }

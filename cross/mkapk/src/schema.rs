@@ -133,8 +133,6 @@ pub static ACL: Object = Object {
     to_string: None,
 };
 pub const ACL_MODE: usize = 1;
-pub const ACL_USER: usize = 2;
-pub const ACL_GROUP: usize = 3;
 
 pub static FILE: Object = Object {
     fields: &[
@@ -197,6 +195,4 @@ pub static PACKAGE: Object = Object {
     ],
     to_string: None,
 };
-pub const PKG_INFO: usize = 1;
 pub const PKG_PATHS: usize = 2;
-pub const PKG_SCRIPTS: usize = 3;

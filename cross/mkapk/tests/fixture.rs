@@ -258,6 +258,11 @@ fn damaged_packages_are_refused_with_a_reason() {
     let dir = scratch("damaged");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", vec![], "no ADB header"),
+        (
+            "short ADBc",
+            b"ADBc\0".to_vec(),
+            "truncated compression header",
+        ),
         ("truncated", good[..good.len() - 20].to_vec(), "truncated"),
         (
             "flipped",
