@@ -401,7 +401,10 @@ fn refused_run(cmd: &mut Command) -> (std::process::ExitStatus, String) {
     }
     let out = child.wait_with_output().unwrap();
     assert!(gone.is_some(), "the daemon started");
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// fw4's own chain named as ours: `check` refuses it on its line and the
@@ -428,12 +431,7 @@ fn a_chain_of_fw4s_is_refused_by_check_and_at_start() {
         )),
         "{said}"
     );
-    let (status, log) = refused_run(
-        net.router
-            .command(BIN)
-            .args(["run", "--config"])
-            .arg(&path),
-    );
+    let (status, log) = refused_run(net.router.command(BIN).args(["run", "--config"]).arg(&path));
     assert!(!status.success(), "{log}");
     assert!(log.contains("configuration refused"), "{log}");
     assert_eq!(net.listing("inet", "fw4"), before);
@@ -445,14 +443,18 @@ fn a_chain_of_fw4s_is_refused_by_check_and_at_start() {
 fn a_chain_that_is_not_ours_is_never_written_to() {
     let net = Network::build();
     net.nft("add chain inet fw4 user_limits");
-    net.nft("add rule inet fw4 user_limits udp dport 4123 counter accept comment \"ntpgate: mine\"");
+    net.nft(
+        "add rule inet fw4 user_limits udp dport 4123 counter accept comment \"ntpgate: mine\"",
+    );
     let before = net.listing("inet", "fw4");
     let _lan_ntp = lan_server(&net);
     let config = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption pinhole_timeout '6'\nconfig firewall\n\toption limit_chain 'user_limits'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '10'\n";
     let d = Daemon::start_with(net.router.command(BIN), config, 1);
     d.wait_for_log(
         |l| {
-            l.contains("refusing to write to the firewall: chain inet fw4 user_limits is not ntpgate's")
+            l.contains(
+                "refusing to write to the firewall: chain inet fw4 user_limits is not ntpgate's",
+            )
         },
         "the refusal",
     );
@@ -498,7 +500,10 @@ fn a_clean_stop_leaves_fw4s_table_as_it_found_it() {
     std::thread::sleep(Duration::from_secs(3));
     let listing = net.nft("list set inet fw4 ntpgate_lan6");
     assert!(listing.contains(OTHER_LAN_HOST), "{listing}");
-    assert!(net.answers(OTHER_LAN_HOST, 123), "someone else's hole closed");
+    assert!(
+        net.answers(OTHER_LAN_HOST, 123),
+        "someone else's hole closed"
+    );
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
     assert_eq!(net.listing("inet", "fw4"), before, "{log}");
@@ -529,7 +534,9 @@ fn create_mode_never_takes_over_the_users_sets() {
         1,
     );
     d.wait_for_log(
-        |l| l.contains("refusing to write to the firewall: set ip6 filter trusted is not ntpgate's"),
+        |l| {
+            l.contains("refusing to write to the firewall: set ip6 filter trusted is not ntpgate's")
+        },
         "the refusal",
     );
     std::thread::sleep(Duration::from_secs(4));
@@ -548,7 +555,12 @@ fn create_mode_never_takes_over_the_users_sets() {
     d.wait_for_log(|l| l.contains("pinholes: cannot add"), "the failure");
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(net.listing("ip6", "filter"), before, "{}", d.log());
-    assert_eq!(d.log().matches("cannot add").count(), 1, "said once: {}", d.log());
+    assert_eq!(
+        d.log().matches("cannot add").count(),
+        1,
+        "said once: {}",
+        d.log()
+    );
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
     assert_eq!(net.listing("ip6", "filter"), before, "{log}");
