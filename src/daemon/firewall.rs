@@ -233,8 +233,7 @@ async fn reconcile_task(
     let mut check = tokio::time::interval(CHECK_INTERVAL);
     let mut reader = Reader::default();
     let mut reconciler = Reconciler::new(timeout);
-    // The last problem logged: each is logged once.
-    let mut problem: Option<String> = None;
+    let mut problem = Problem::default();
     loop {
         tokio::select! {
             _ = check.tick() => {}
@@ -305,9 +304,12 @@ async fn reconcile_task(
         let (router_open, replaced) = match &decision {
             Decision::Update(update) => {
                 let ok = match run::apply(&update.commands).await {
-                    Ok(()) => true,
+                    Ok(()) => {
+                        problem.solved();
+                        true
+                    }
                     Err(e) => {
-                        warning!("pinholes: {e}");
+                        problem.warn(format!("pinholes: {e}"));
                         false
                     }
                 };
@@ -330,78 +332,85 @@ async fn reconcile_task(
     }
 }
 
+/// The firewall's current problem: each is logged once, when it starts,
+/// and its end once.
+#[derive(Default)]
+struct Problem(Option<String>);
+
+impl Problem {
+    fn warn(&mut self, text: String) {
+        if self.0.as_ref() != Some(&text) {
+            warning!("{text}");
+            self.0 = Some(text);
+        }
+    }
+
+    fn error(&mut self, text: String) {
+        if self.0.as_ref() != Some(&text) {
+            error!("{text}");
+            self.0 = Some(text);
+        }
+    }
+
+    fn solved(&mut self) {
+        if self.0.take().is_some() {
+            info!("pinholes: the firewall is as it should be again");
+        }
+    }
+}
+
 /// Read what nft shows and decide; in `create` mode add what is missing
-/// first. Logs each new problem once; `None` when there is nothing to
-/// apply (or nft could not be read).
+/// first. `None` when there is nothing to apply (nft could not be read,
+/// or our objects are not there to write to).
 async fn observe(
     reader: &mut Reader,
     fw: &FirewallConfig,
     reconciler: &Reconciler,
     desired: &Desired,
-    problem: &mut Option<String>,
+    problem: &mut Problem,
 ) -> Option<(reconcile::Observed, Decision)> {
-    let mut report = |now: Option<String>, log: &dyn Fn(&str)| {
-        if *problem != now {
-            match &now {
-                Some(text) => log(text),
-                None => info!("pinholes: the firewall objects are in place"),
-            }
-            *problem = now;
-        }
-    };
     let mut added = false;
     loop {
         let observed = match reader.read(fw).await {
             Ok(o) => o,
             Err(e) => {
-                warning!("pinholes: {e}");
+                problem.warn(format!("pinholes: {e}"));
                 return None;
             }
         };
         let decision = reconciler.decide(fw, &observed, desired, Instant::now());
         match &decision {
-            Decision::Refuse(why) => report(
-                Some(format!(
-                    "pinholes: refusing to write to the firewall: {}; give ntpgate names of its own in 'config firewall'",
-                    why.join("; ")
-                )),
-                &|t| error!("{t}"),
-            ),
-            Decision::Wait(missing) if !fw.create => report(
-                Some(format!(
-                    "pinholes: {} not found (firewall stopped or restarting? the fw4 include files installed?); retrying",
-                    missing.join(", ")
-                )),
-                &|t| warning!("{t}"),
-            ),
-            Decision::Wait(missing) => report(
-                Some(format!(
-                    "pinholes: {} not found; retrying",
-                    missing.join(", ")
-                )),
-                &|t| warning!("{t}"),
-            ),
+            Decision::Refuse(why) => problem.error(format!(
+                "pinholes: refusing to write to the firewall: {}; give ntpgate names of its own in 'config firewall'",
+                why.join("; ")
+            )),
+            Decision::Wait(missing) if !fw.create => problem.warn(format!(
+                "pinholes: {} not found (firewall stopped or restarting? the fw4 include files installed?); retrying",
+                missing.join(", ")
+            )),
+            Decision::Wait(missing) => problem.warn(format!(
+                "pinholes: {} not found; retrying",
+                missing.join(", ")
+            )),
             Decision::Create { commands, missing } if !added => {
-                match run::apply(commands).await {
-                    Ok(()) => info!("pinholes: added {}", missing.join(", ")),
-                    Err(e) => report(
-                        Some(format!(
-                            "pinholes: cannot add {} to table {} {}: {e}",
-                            missing.join(", "),
-                            fw.family.as_str(),
-                            fw.table
-                        )),
-                        &|t| warning!("{t}"),
-                    ),
+                if let Err(e) = run::apply(commands).await {
+                    problem.warn(format!(
+                        "pinholes: cannot add {} to table {} {}: {e}",
+                        missing.join(", "),
+                        fw.family.as_str(),
+                        fw.table
+                    ));
+                    return None;
                 }
+                info!("pinholes: added {}", missing.join(", "));
                 added = true;
                 continue;
             }
-            Decision::Create { missing, .. } => report(
-                Some(format!("pinholes: {} still missing", missing.join(", "))),
-                &|t| warning!("{t}"),
-            ),
-            Decision::Update(_) => report(None, &|_| {}),
+            Decision::Create { missing, .. } => problem.warn(format!(
+                "pinholes: {} still missing after adding them",
+                missing.join(", ")
+            )),
+            Decision::Update(_) => {}
         }
         return Some((observed, decision));
     }
