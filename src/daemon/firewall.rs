@@ -25,7 +25,7 @@ use crate::firewall::apply::{Commands, Counters};
 use crate::firewall::plan::{
     self, Health, LanAddress, LanState, Neighbour, PinholeState, Verdicts,
 };
-use crate::firewall::reconcile::{self, Decision, Desired, Reconciler, Replaced, Tallies};
+use crate::firewall::reconcile::{self, Decision, Desired, Reconciler, Tallies};
 use crate::firewall::run::{self, Reader};
 use crate::netwatch::{self, Snapshot};
 use crate::ntp::packet::Leap;
@@ -301,30 +301,26 @@ async fn reconcile_task(
         else {
             continue;
         };
-        let (router_open, replaced) = match &decision {
-            Decision::Update(update) => {
-                let ok = match run::apply(&update.commands).await {
-                    Ok(()) => {
-                        problem.solved();
-                        true
-                    }
-                    Err(e) => {
-                        problem.warn(format!("pinholes: {e}"));
-                        false
-                    }
-                };
-                reconciler.applied(update, ok, Instant::now());
-                if ok {
-                    (update.router_open, update.replaced.clone())
-                } else {
-                    (observed.router_open(), Replaced::default())
-                }
-            }
-            _ => (observed.router_open(), Replaced::default()),
+        let update = match &decision {
+            Decision::Update(update) => Some(update),
+            _ => None,
         };
-        // Counts end with the elements and rules nft did replace, never
-        // with those a failed batch left in place.
-        lock(&shared.firewall.tallies).settle(&observed, &replaced);
+        let mut applied = false;
+        if let Some(update) = update {
+            match run::apply(&update.commands).await {
+                Ok(()) => {
+                    problem.solved();
+                    applied = true;
+                }
+                Err(e) => problem.warn(format!("pinholes: {e}")),
+            }
+            reconciler.applied(update, applied, Instant::now());
+        }
+        lock(&shared.firewall.tallies).settle(&observed, update, applied);
+        let router_open = match update {
+            Some(u) if applied => u.router_open,
+            _ => observed.router_open(),
+        };
         shared
             .firewall
             .wan_open

@@ -391,10 +391,16 @@ pub struct Tallies {
 }
 
 impl Tallies {
-    /// Take the counters nft showed. `replaced`: what the batch that
-    /// followed deleted, once nft took it (nothing if it failed or there
-    /// was none): their counts end, the others' go on.
-    pub fn settle(&mut self, observed: &Observed, replaced: &Replaced) {
+    /// Take the counters nft showed, and what became of the `update` that
+    /// followed (`applied`: nft took it). The counts of the elements and
+    /// rules it replaced end there; a batch nft refused replaced nothing,
+    /// and the same counts are read again next time.
+    pub fn settle(&mut self, observed: &Observed, update: Option<&Update>, applied: bool) {
+        let none = Replaced::default();
+        let replaced = match update {
+            Some(u) if applied => &u.replaced,
+            _ => &none,
+        };
         match &observed.lan {
             Seen::Ours(lan) => self.passed.take(
                 lan.ours
@@ -793,28 +799,23 @@ mod tests {
         let o = observed(&[("2001:db8::1", 5)], Vec::new());
         let u = update(decide(&fw, &o, &desired, 60, true));
         assert!(u.replaced.lan.contains(&a));
-        let nothing = Replaced::default();
-        let nft_took_it = false;
-        tallies.settle(&o, if nft_took_it { &u.replaced } else { &nothing });
+        tallies.settle(&o, Some(&u), false);
         assert_eq!(tallies.passed.total(&[a]).packets, 5);
         // The same element, two packets later; the refresh goes through.
         let o = observed(&[("2001:db8::1", 7)], Vec::new());
         let u = update(decide(&fw, &o, &desired, 60, true));
-        tallies.settle(&o, &u.replaced);
+        tallies.settle(&o, Some(&u), true);
         assert_eq!(tallies.passed.total(&[a]).packets, 7);
         // The new element counts from zero.
         let o = observed(&[("2001:db8::1", 1)], Vec::new());
-        tallies.settle(&o, &Replaced::default());
+        tallies.settle(&o, None, false);
         assert_eq!(tallies.passed.total(&[a]).packets, 8);
         // An fw4 restart takes the set and its counts away: the total stays.
         let mut gone = o.clone();
         gone.lan = Seen::Missing;
-        tallies.settle(&gone, &Replaced::default());
+        tallies.settle(&gone, None, false);
         assert_eq!(tallies.passed.total(&[a]).packets, 8);
-        tallies.settle(
-            &observed(&[("2001:db8::1", 2)], Vec::new()),
-            &Replaced::default(),
-        );
+        tallies.settle(&observed(&[("2001:db8::1", 2)], Vec::new()), None, false);
         assert_eq!(tallies.passed.total(&[a]).packets, 10);
     }
 
