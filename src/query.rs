@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::clock::SystemClock;
 use crate::ntp::client::{Exchange, Sample};
@@ -35,9 +35,6 @@ pub fn exchange(server: SocketAddr, timeout: Duration) -> Result<(Sample, UnixNa
     socket
         .connect(server)
         .map_err(|e| format!("cannot reach {server}: {e}"))?;
-    socket
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| format!("socket: {e}"))?;
     let clock = SystemClock;
     let t1 = clock.now();
     // The clock's time as the transmit timestamp, as ntpdig sends it.
@@ -46,16 +43,34 @@ pub fn exchange(server: SocketAddr, timeout: Duration) -> Result<(Sample, UnixNa
         .send(&request)
         .map_err(|e| format!("cannot send to {server}: {e}"))?;
     let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + timeout;
+    let late = || {
+        format!(
+            "no answer from {server} within {:.1} s",
+            timeout.as_secs_f64()
+        )
+    };
     loop {
-        let n = socket.recv(&mut buf).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                format!(
-                    "no answer from {server} within {:.1} s",
-                    timeout.as_secs_f64()
-                )
+        // The wait is for `timeout` in all, whatever comes in between.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(late());
+        }
+        socket
+            .set_read_timeout(Some(left))
+            .map_err(|e| format!("socket: {e}"))?;
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            // A signal cut the wait short (a child of the daemon's exiting,
+            // a SIGHUP): not an answer, and not the lack of one.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => late(),
+                    _ => format!("no answer from {server}: {e}"),
+                });
             }
-            _ => format!("no answer from {server}: {e}"),
-        })?;
+        };
         let t4 = clock.now();
         match exchange.receive(&buf[..n], t4) {
             Ok(sample) => return Ok((sample, t4)),
@@ -188,5 +203,54 @@ mod tests {
         assert_eq!(resolve("::1").unwrap(), ["[::1]:123".parse().unwrap()]);
         assert_eq!(resolve("[::1]:5").unwrap(), ["[::1]:5".parse().unwrap()]);
         assert!(resolve("[::1").is_err());
+    }
+
+    extern "C" fn ignore(_: libc::c_int) {}
+
+    #[test]
+    fn a_signal_during_the_wait_is_not_a_failed_query() {
+        // A handler without SA_RESTART, as the daemon's runtime installs
+        // for SIGCHLD: a socket wait with a timeout returns EINTR when the
+        // signal arrives (signal(7)).
+        // SAFETY: a handler that does nothing, for a signal nothing else
+        // in these tests uses.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore as *const () as libc::sighandler_t;
+            assert_eq!(
+                libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()),
+                0
+            );
+        }
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = server.local_addr().unwrap();
+        let (thread, asking) = std::sync::mpsc::channel();
+        let client = std::thread::spawn(move || {
+            // SAFETY: pthread_self has no preconditions.
+            thread.send(unsafe { libc::pthread_self() }).unwrap();
+            exchange(address, Duration::from_secs(2))
+        });
+        let mut request = [0u8; 1024];
+        let (_, from) = server.recv_from(&mut request).unwrap();
+        // Well inside its wait for the answer.
+        std::thread::sleep(Duration::from_millis(100));
+        // SAFETY: the client thread is alive: it waits for our answer.
+        assert_eq!(
+            unsafe { libc::pthread_kill(asking.recv().unwrap(), libc::SIGUSR2) },
+            0
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        // A server's answer: mode 4, stratum 2, our transmit as its origin.
+        let now = NtpTimestamp::from_unix(SystemClock.now()).0.to_be_bytes();
+        let mut reply = [0u8; 48];
+        reply[0] = (4 << 3) | 4;
+        reply[1] = 2;
+        reply[24..32].copy_from_slice(&request[40..48]);
+        for at in [16, 32, 40] {
+            reply[at..at + 8].copy_from_slice(&now);
+        }
+        server.send_to(&reply, from).unwrap();
+        let (sample, _) = client.join().unwrap().expect("the answer after the signal");
+        assert_eq!(sample.reply.stratum, 2);
     }
 }

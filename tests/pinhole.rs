@@ -308,6 +308,7 @@ fn per_source_rate_limit_drops_a_flood_and_spares_other_sources() {
 /// A firewall without fw4: one filter table of the user's, which the
 /// daemon adds its sets, chain and rules to (`create`), and from which it
 /// takes them all away again on a clean stop.
+/// The user has rules of their own whose comments start like ours.
 const PLAIN_RULESET: &str = "flush ruleset
 table ip6 filter {
 	chain input {
@@ -315,11 +316,13 @@ table ip6 filter {
 		ct state established,related accept
 		iifname { \"lo\", \"br-lan\" } accept
 		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, echo-request } accept
+		ip6 saddr fd00::/8 udp dport 123 counter accept comment \"ntpgate: NTP from my ULA hosts\"
 	}
 	chain forward {
 		type filter hook forward priority filter; policy drop;
 		ct state established,related accept
 		iifname \"br-lan\" accept
+		ip6 saddr fd00::/8 udp dport 123 counter accept comment \"ntpgate: my own pinhole\"
 	}
 }
 ";
@@ -333,7 +336,7 @@ fn without_fw4_the_daemon_adds_its_own_sets_and_rules_to_a_named_table() {
         "config server\n\tlist listen '::'\n\toption port '124'\n\toption local_stratum '3'\n",
         1,
     );
-    let before = net.nft("list table ip6 filter");
+    let before = net.listing("ip6", "filter");
     assert!(!net.answers(LAN_HOST, 123), "open without ntpgate");
 
     let config = "config server\n\tlist listen '::'\n\toption port '123'\n\toption local_stratum '3'\n\toption serve_wan '1'\n\toption pinhole_timeout '6'\nconfig firewall\n\toption family 'ip6'\n\toption table 'filter'\n\toption create '1'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '100'\n";
@@ -349,7 +352,7 @@ fn without_fw4_the_daemon_adds_its_own_sets_and_rules_to_a_named_table() {
         "set ntpgate_router",
         "set ntpgate_flood",
         "chain ntpgate_limit",
-        "jump ntpgate_limit comment \"ntpgate: NTP rate limits\"",
+        "jump ntpgate_limit comment \"ntpgate",
         "limit rate over 100/second",
     ] {
         assert!(listing.contains(ours), "{ours} missing in {listing}");
@@ -369,9 +372,393 @@ fn without_fw4_the_daemon_adds_its_own_sets_and_rules_to_a_named_table() {
     println!("restored {took:?} after a reload of the user's firewall");
     assert!(d.log().contains("pinholes: added"), "{}", d.log());
 
-    // A clean stop takes everything of ours away: the table is as it was.
+    // A clean stop takes everything of ours away, and only that (the
+    // user's "ntpgate: ..." rules stay): the table is as it was.
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
-    assert_eq!(net.nft("list table ip6 filter"), before, "{log}");
+    assert_eq!(net.listing("ip6", "filter"), before, "{log}");
     assert!(!net.answers(LAN_HOST, 123));
+}
+
+fn write_config(text: &str) -> std::path::PathBuf {
+    let path = scratch_dir().join("ntpgate");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `ntpgate run` that must refuse to start: its exit status and output.
+fn refused_run(cmd: &mut Command) -> (std::process::ExitStatus, String) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let gone = within(Duration::from_secs(5), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if gone.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(gone.is_some(), "the daemon started");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// fw4's own chain named as ours: `check` refuses it on its line and the
+/// daemon does not start (it used to flush fw4's input chain: 5 rules to
+/// 0, policy drop, still empty after a clean stop).
+#[test]
+fn a_chain_of_fw4s_is_refused_by_check_and_at_start() {
+    let net = Network::build();
+    let before = net.listing("inet", "fw4");
+    let path = write_config(
+        "config server\n\toption port '123'\n\toption local_stratum '3'\nconfig firewall\n\toption limit_chain 'input'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '10'\n",
+    );
+    let check = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(!check.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{}:5: error: firewall: limit_chain: 'input' is one of fw4's own chains",
+            path.display()
+        )),
+        "{said}"
+    );
+    let (status, log) = refused_run(net.router.command(BIN).args(["run", "--config"]).arg(&path));
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("configuration refused"), "{log}");
+    assert_eq!(net.listing("inet", "fw4"), before);
+}
+
+/// A chain of the user's (in fw4's table) named as our limit chain: the
+/// daemon says so and writes nothing, neither there nor anywhere else.
+#[test]
+fn a_chain_that_is_not_ours_is_never_written_to() {
+    let net = Network::build();
+    net.nft("add chain inet fw4 user_limits");
+    net.nft(
+        "add rule inet fw4 user_limits udp dport 4123 counter accept comment \"ntpgate: mine\"",
+    );
+    let before = net.listing("inet", "fw4");
+    let _lan_ntp = lan_server(&net);
+    let config = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption pinhole_timeout '6'\nconfig firewall\n\toption limit_chain 'user_limits'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '10'\n";
+    let d = Daemon::start_with(net.router.command(BIN), config, 1);
+    // Two checks later nothing has been written.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(net.listing("inet", "fw4"), before, "{}", d.log());
+    assert!(!net.answers(LAN_HOST, 123));
+    assert!(
+        d.log().contains(
+            "refusing to write to the firewall: chain inet fw4 user_limits is not ntpgate's"
+        ),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        d.log().matches("refusing").count(),
+        1,
+        "said once: {}",
+        d.log()
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(net.listing("inet", "fw4"), before, "{log}");
+}
+
+/// With fw4 a clean stop leaves fw4's table exactly as it was: someone
+/// else's element in our set and a rule of the user's that looks like ours
+/// are left alone while the daemon runs and when it stops, and the rate
+/// limits' state goes with the daemon.
+#[test]
+fn a_clean_stop_leaves_fw4s_table_as_it_found_it() {
+    let net = Network::build();
+    net.nft(&format!(
+        "add element inet fw4 ntpgate_lan6 {{ {OTHER_LAN_HOST} timeout 1h }}"
+    ));
+    net.nft("insert rule inet fw4 input_wan udp dport 4123 counter accept comment \"ntpgate: my own rule\"");
+    let before = net.listing("inet", "fw4");
+    let _lan_ntp = lan_server(&net);
+    let config = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption serve_wan '1'\n\toption pinhole_timeout '6'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '10'\n";
+    let d = Daemon::start_with(net.router.command(BIN), config, 1);
+    within(Duration::from_secs(10), || net.answers(LAN_HOST, 123)).expect("the pinhole opened");
+    assert!(net.answers(ROUTER_WAN, 123));
+    send_from(&net, WAN_HOST, LAN_HOST, 50, Duration::from_millis(200));
+    assert!(
+        net.nft("list set inet fw4 ntpgate_flood")
+            .contains(WAN_HOST),
+        "the flood left no state"
+    );
+    // Checks later (every 2 s), the other element is untouched.
+    std::thread::sleep(Duration::from_secs(3));
+    let listing = net.nft("list set inet fw4 ntpgate_lan6");
+    assert!(listing.contains(OTHER_LAN_HOST), "{listing}");
+    assert!(
+        net.answers(OTHER_LAN_HOST, 123),
+        "someone else's hole closed"
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(net.listing("inet", "fw4"), before, "{log}");
+}
+
+/// `create` mode with `lan_set` naming a set of the user's (one of their
+/// rules uses it), then with `limit_set` naming their map: the daemon
+/// refuses, and the table stays as it was, running and after the stop.
+#[test]
+fn create_mode_never_takes_over_the_users_sets() {
+    let ruleset = PLAIN_RULESET.replace(
+        "table ip6 filter {\n",
+        "table ip6 filter {\n\tset trusted {\n\t\ttype ipv6_addr\n\t\telements = { 2001:db8:1000::99 }\n\t}\n\tmap blocked {\n\t\ttype ipv6_addr : verdict\n\t}\n",
+    )
+    .replace(
+        "\t\tiifname \"br-lan\" accept\n",
+        "\t\tiifname \"br-lan\" accept\n\t\tip6 saddr @trusted accept comment \"ntpgate: trusted hosts\"\n\t\tip6 daddr vmap @blocked\n",
+    );
+    let net = Network::with_ruleset(&ruleset, ["ip6", "filter"]);
+    let _lan_ntp = lan_server(&net);
+    let before = net.listing("ip6", "filter");
+    let base = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption serve_wan '1'\n\toption pinhole_timeout '6'\nconfig firewall\n\toption family 'ip6'\n\toption table 'filter'\n\toption create '1'\n";
+    let pinhole = "config pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '10'\n";
+
+    let d = Daemon::start_with(
+        net.router.command(BIN),
+        &format!("{base}\toption lan_set 'trusted'\n{pinhole}"),
+        1,
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(net.listing("ip6", "filter"), before, "{}", d.log());
+    assert!(!net.answers(LAN_HOST, 123));
+    assert!(
+        d.log()
+            .contains("refusing to write to the firewall: set ip6 filter trusted is not ntpgate's"),
+        "{}",
+        d.log()
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(net.listing("ip6", "filter"), before, "{log}");
+
+    // A map under the flood set's name: adding the set fails as a whole.
+    let d = Daemon::start_with(
+        net.router.command(BIN),
+        &format!("{base}\toption limit_set 'blocked'\n{pinhole}"),
+        1,
+    );
+    d.wait_for_log(|l| l.contains("pinholes: cannot add"), "the failure");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(net.listing("ip6", "filter"), before, "{}", d.log());
+    assert_eq!(
+        d.log().matches("cannot add").count(),
+        1,
+        "said once: {}",
+        d.log()
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(net.listing("ip6", "filter"), before, "{log}");
+}
+
+/// A directory with an `nft` script to put first on the daemon's PATH.
+fn nft_stand_in(script: &str) -> (std::path::PathBuf, String) {
+    let real = require("nft", "nftables");
+    let dir = scratch_dir();
+    let nft = dir.join("nft");
+    std::fs::write(
+        &nft,
+        script
+            .replace("REAL_NFT", &real.display().to_string())
+            .replace("DIR", &dir.display().to_string()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&nft, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    (dir, path)
+}
+
+/// Stand-in for a wedged nft: while the file `wedged` exists, each new run
+/// hangs without a word and does not end by itself (as nft does when the
+/// kernel's netlink transaction it waits on never completes); otherwise it
+/// is the real nft, unchanged. A run that started wedged stays wedged.
+const WEDGED_NFT: &str = "#!/bin/sh
+if [ -e DIR/wedged ]; then exec sleep 30; fi
+exec REAL_NFT \"$@\"
+";
+
+/// A wedged nft costs the holes their refresh but not the daemon: each
+/// run is killed past its bound, the next check tries again, and SIGTERM
+/// completes while nft is still wedged.
+#[test]
+fn a_wedged_nft_is_killed_retried_and_never_holds_up_a_stop() {
+    let net = Network::build();
+    let _lan_ntp = lan_server(&net);
+    let (dir, path) = nft_stand_in(WEDGED_NFT);
+    let wedged = dir.join("wedged");
+    let config = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption pinhole_timeout '6'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n";
+    let mut cmd = net.router.command(BIN);
+    cmd.env("PATH", &path);
+    let d = Daemon::start_with(cmd, config, 1);
+    within(Duration::from_secs(10), || net.answers(LAN_HOST, 123)).expect("the pinhole opened");
+
+    std::fs::write(&wedged, "").unwrap();
+    within(Duration::from_secs(10), || {
+        !net.elements("ntpgate_lan6").contains(LAN_HOST)
+    })
+    .expect("the unrefreshed hole lapsed");
+
+    // nft works again: a check within seconds puts the hole back.
+    std::fs::remove_file(&wedged).unwrap();
+    let took = within(Duration::from_secs(8), || net.answers(LAN_HOST, 123))
+        .unwrap_or_else(|| panic!("not retried: {}", d.log()));
+    println!("hole back {took:?} after nft came back");
+    assert!(
+        d.log().contains("did not finish within 3 s: killed"),
+        "{}",
+        d.log()
+    );
+
+    std::fs::write(&wedged, "").unwrap();
+    let asked = Instant::now();
+    let (status, log) = d
+        .stop_within(Duration::from_secs(8))
+        .expect("SIGTERM did not complete with nft wedged");
+    println!("stopped {:?} after SIGTERM, nft wedged", asked.elapsed());
+    assert!(status.success(), "{log}");
+    assert!(log.contains("pinholes: cannot close"), "{log}");
+}
+
+/// Stand-in that records: the real nft with the same arguments and input,
+/// unchanged, and a line in `nft.log` for each run: the bytes it printed
+/// and its arguments.
+const RECORDING_NFT: &str = "#!/bin/sh
+out=$(mktemp)
+REAL_NFT \"$@\" >\"$out\"
+status=$?
+echo \"$(wc -c <\"$out\") $*\" >>DIR/nft.log
+cat \"$out\"
+rm -f \"$out\"
+exit $status
+";
+
+/// In `create` mode the flood set (up to 65535 elements in a flood) is
+/// checked for being there and ours, never listed whole.
+#[test]
+fn the_flood_set_is_never_listed_whole() {
+    let net = Network::with_ruleset(PLAIN_RULESET, ["ip6", "filter"]);
+    let _lan_ntp = lan_server(&net);
+    let (dir, path) = nft_stand_in(RECORDING_NFT);
+    let log_file = dir.join("nft.log");
+    let config = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption pinhole_timeout '6'\nconfig firewall\n\toption family 'ip6'\n\toption table 'filter'\n\toption create '1'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '100'\n";
+    let mut cmd = net.router.command(BIN);
+    cmd.env("PATH", &path);
+    let d = Daemon::start_with(cmd, config, 1);
+    within(Duration::from_secs(10), || net.answers(LAN_HOST, 123)).expect("the pinhole opened");
+
+    // The state a flood from 20000 sources leaves.
+    let sources: Vec<String> = (1..=20000)
+        .map(|i| format!("2001:db8:f::{i:x} . {LAN_HOST}"))
+        .collect();
+    let file = dir.join("flood.nft");
+    std::fs::write(
+        &file,
+        format!(
+            "add element ip6 filter ntpgate_flood {{ {} }}\n",
+            sources.join(", ")
+        ),
+    )
+    .unwrap();
+    run_ok(net.router.command("nft").arg("-f").arg(&file));
+    let whole = net.nft("list set ip6 filter ntpgate_flood").len();
+    assert!(whole > 500_000, "the flood set lists in {whole} bytes");
+
+    std::fs::write(&log_file, "").unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let runs = std::fs::read_to_string(&log_file).unwrap();
+    let flood_checks = runs
+        .lines()
+        .filter(|l| l.ends_with("list set ip6 filter ntpgate_flood"))
+        .count();
+    assert!(flood_checks >= 2, "the flood set not checked: {runs}");
+    let largest = runs
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<usize>().ok())
+        .max()
+        .unwrap_or(0);
+    println!("largest nft answer during a flood: {largest} bytes (the whole set: {whole})");
+    assert!(largest < 10_000, "{runs}");
+    // Seen there and ours: not added again, the hole still open.
+    assert_eq!(d.log().matches("pinholes: added").count(), 1, "{}", d.log());
+    assert!(net.answers(LAN_HOST, 123));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+}
+
+/// A pinhole pointed at another host by a reload does not open on the old
+/// host's health check: its address waits for its own (and nothing
+/// answers there).
+#[test]
+fn a_retargeted_pinhole_waits_for_its_own_health_check() {
+    let net = Network::build();
+    let _lan_ntp = lan_server(&net);
+    let config = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption pinhole_timeout '6'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption health_check '1'\n\toption health_interval '60'\n";
+    let d = Daemon::start_with(net.router.command(BIN), config, 1);
+    within(Duration::from_secs(10), || net.answers(LAN_HOST, 123)).expect("the pinhole opened");
+    let nobody = "2001:db8:1000::52";
+    std::fs::write(&d.config_path, config.replace("::50", "::52")).unwrap();
+    d.signal("HUP");
+    d.wait_for_log(
+        |l| l.contains("reload: configuration applied"),
+        "the reload",
+    );
+    let opened = within(Duration::from_secs(4), || {
+        net.elements("ntpgate_lan6").contains(nobody)
+    });
+    assert!(opened.is_none(), "opened unchecked: {}", d.log());
+    d.wait_for_log(
+        |l| l.contains("pinhole nas: closed: health check failed"),
+        "the failed check",
+    );
+    assert!(!net.elements("ntpgate_lan6").contains(LAN_HOST));
+}
+
+/// A reload that turns a pinhole's health check off and on again does not
+/// bring back the verdict from before: the host, gone quiet meanwhile,
+/// closes at once rather than when its next check gives up.
+#[test]
+fn a_health_check_turned_on_again_starts_from_no_verdict() {
+    let net = Network::build();
+    let _lan_ntp = lan_server(&net);
+    let checked = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption pinhole_timeout '6'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption health_check '1'\n\toption health_interval '60'\n";
+    let d = Daemon::start_with(net.router.command(BIN), checked, 1);
+    within(Duration::from_secs(10), || net.answers(LAN_HOST, 123)).expect("the pinhole opened");
+    let reload = |config: &str| {
+        let before = d.log().matches("reload: configuration applied").count();
+        std::fs::write(&d.config_path, config).unwrap();
+        d.signal("HUP");
+        d.wait_for_log(
+            |l| l.matches("reload: configuration applied").count() > before,
+            "the reload",
+        );
+    };
+    reload(&checked.replace("\toption health_check '1'\n", ""));
+    // The host goes quiet: its check will take the whole 2 s to fail.
+    run_ok(net.lan.command("nft").arg(
+        "add table inet quiet; add chain inet quiet input { type filter hook input priority 0; udp dport 123 drop; }",
+    ));
+    reload(checked);
+    let took = within(Duration::from_secs(4), || {
+        !net.elements("ntpgate_lan6").contains(LAN_HOST)
+    })
+    .expect("the hole stayed open");
+    println!("closed {took:?} after the reload");
+    assert!(
+        took < Duration::from_millis(1000),
+        "open on an old verdict for {took:?}"
+    );
 }

@@ -1,10 +1,12 @@
-//! The firewall shell: watch the LAN (netlink), plan (pure), make the fw4
-//! sets match (nft), and run the pinholes' health checks. It reconciles on
-//! every netlink event, when a health check changes its mind, and every few
-//! seconds, so that sets emptied by an fw4 restart fill again quickly; the
-//! element timeouts are refreshed at a third of their length.
+//! The firewall shell: watch the LAN (netlink), plan (pure), read what nft
+//! shows, reconcile (pure), run nft, and run the pinholes' health checks.
+//! It reconciles on every netlink event, when a health check changes its
+//! mind, and every few seconds, so that sets emptied by an fw4 restart
+//! fill again quickly; the element timeouts are refreshed at a third of
+//! their length.
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,24 +14,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::{Shared, lock, netifd};
 use crate::config::Config;
 use crate::config::firewall::FirewallConfig;
 use crate::config::pinhole::Pinhole;
-use crate::firewall::apply::{self, Counters, Current, Desired};
-use crate::firewall::plan::{self, Health, LanAddress, LanState, Neighbour, PinholeState};
+use crate::firewall::apply::{Commands, Counters};
+use crate::firewall::plan::{
+    self, Health, LanAddress, LanState, Neighbour, PinholeState, Verdicts,
+};
+use crate::firewall::reconcile::{self, Decision, Desired, Reconciler, Tallies};
+use crate::firewall::run::{self, Reader};
 use crate::netwatch::{self, Snapshot};
 use crate::ntp::STRATUM_UNSYNC;
 use crate::ntp::packet::Leap;
-use crate::{info, notice, warning};
+use crate::{error, info, notice, warning};
 
 /// How often the sets are checked (an fw4 restart empties them).
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
-/// How soon a health check looks again for its host's address.
-const ADDRESS_RETRY: Duration = Duration::from_millis(250);
 /// How often netifd is asked for the interfaces' devices.
 const NETIFD_INTERVAL: Duration = Duration::from_secs(30);
 /// How long to let a burst of netlink events settle before planning.
@@ -43,71 +47,37 @@ pub struct FirewallState {
     pub config: std::sync::Mutex<Vec<Pinhole>>,
     /// The router's own port is in the firewall's set now.
     pub wan_open: AtomicBool,
-    pub health: std::sync::Mutex<HashMap<String, Health>>,
+    /// The health checks' verdicts, by pinhole and address.
+    pub health: std::sync::Mutex<Verdicts>,
+    /// Wakes the reconciler: a verdict changed.
     pub wake: Notify,
-    /// Packets and bytes through each address's hole.
-    passed: std::sync::Mutex<Tally>,
-    /// Packets and bytes the rate limits dropped on the way to each address.
-    limited: std::sync::Mutex<Tally>,
-}
-
-/// Running totals of nftables counters that restart when their element or
-/// rule is replaced: what the replaced ones had counted, and what the live
-/// ones count now.
-#[derive(Default)]
-struct Tally {
-    done: HashMap<Ipv6Addr, Counters>,
-    live: HashMap<Ipv6Addr, Counters>,
-}
-
-fn add(t: Counters, c: Counters) -> Counters {
-    Counters {
-        packets: t.packets + c.packets,
-        bytes: t.bytes + c.bytes,
-    }
-}
-
-impl Tally {
-    fn total(&self, addresses: &[Ipv6Addr]) -> Counters {
-        addresses
-            .iter()
-            .flat_map(|a| [self.done.get(a), self.live.get(a)])
-            .flatten()
-            .fold(Counters::default(), |t, c| add(t, *c))
-    }
-
-    /// Take the counters read; `replacing` when their elements or rules are
-    /// about to be replaced (their counts move to the totals).
-    fn take(&mut self, read: impl Iterator<Item = (Ipv6Addr, Counters)>, replacing: bool) {
-        self.live.clear();
-        for (a, c) in read {
-            let into = if replacing {
-                self.done.entry(a).or_default()
-            } else {
-                self.live.entry(a).or_default()
-            };
-            *into = add(*into, c);
-        }
-    }
+    /// Bumped when the plan gives a pinhole other addresses: its health
+    /// check looks at the new ones at once.
+    addresses_changed: watch::Sender<u64>,
+    /// Packets and bytes through each address's hole, and dropped by its
+    /// rate limit.
+    tallies: std::sync::Mutex<Tallies>,
 }
 
 impl FirewallState {
     /// Packets and bytes through the holes of these addresses so far, and
     /// dropped by their rate limits.
     pub fn traffic(&self, addresses: &[Ipv6Addr]) -> (Counters, Counters) {
-        (
-            lock(&self.passed).total(addresses),
-            lock(&self.limited).total(addresses),
-        )
+        let t = lock(&self.tallies);
+        (t.passed.total(addresses), t.limited.total(addresses))
     }
 
-    fn count(&self, current: &Current, desired: &Desired, refreshing: bool) {
-        lock(&self.passed).take(current.lan.iter().map(|(a, c)| (*a, *c)), refreshing);
-        let limits_replaced = !current.limits.keys().eq(desired.limits.iter());
-        lock(&self.limited).take(
-            current.limits.iter().map(|(l, c)| (l.address, *c)),
-            limits_replaced,
-        );
+    /// A pinhole's health in one word: bad if any address is, good if all
+    /// checked are; `None` before its first check.
+    pub fn health_of(&self, name: &str) -> Option<Health> {
+        let health = lock(&self.health);
+        let verdicts = health.get(name).filter(|v| !v.is_empty())?;
+        let bad = verdicts.values().find(|h| matches!(h, Health::Bad(_)));
+        Some(match bad {
+            Some(h) => h.clone(),
+            None if verdicts.values().all(|h| *h == Health::Good) => Health::Good,
+            None => Health::Unknown,
+        })
     }
 }
 
@@ -135,7 +105,12 @@ pub fn log_pinholes(shared: &Shared) {
 
 /// The tasks for this config: none when there is nothing to open.
 pub fn start(config: &Config, shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
-    *lock(&shared.firewall.config) = config.pinholes.clone();
+    let old = std::mem::replace(&mut *lock(&shared.firewall.config), config.pinholes.clone());
+    {
+        // A pinhole pointed elsewhere must not open on its old verdicts.
+        let mut health = lock(&shared.firewall.health);
+        *health = plan::carried_over(&old, &config.pinholes, &health);
+    }
     shared.firewall.wan_open.store(false, Ordering::Relaxed);
     let router = router_ports(config);
     if config.pinholes.is_empty() && router.is_empty() {
@@ -256,8 +231,9 @@ async fn reconcile_task(
     };
     tokio::spawn(connection);
     let mut check = tokio::time::interval(CHECK_INTERVAL);
-    let mut refreshed: Option<Instant> = None;
-    let mut reported_missing = Vec::new();
+    let mut reader = Reader::default();
+    let mut reconciler = Reconciler::new(timeout);
+    let mut problem = Problem::default();
     loop {
         tokio::select! {
             _ = check.tick() => {}
@@ -305,137 +281,374 @@ async fn reconcile_task(
         {
             let mut states = lock(&shared.firewall.pinholes);
             log_changes(&states, &planned.pinholes);
+            let moved = planned.pinholes.iter().any(|p| {
+                !states
+                    .iter()
+                    .any(|s| s.name == p.name && s.addresses == p.addresses)
+            });
             *states = planned.pinholes.clone();
-        }
-        let mut found = match apply::read(&fw).await {
-            Ok(found) => found,
-            Err(e) => {
-                warning!("pinholes: {e}");
-                continue;
+            if moved {
+                shared.firewall.addresses_changed.send_modify(|n| *n += 1);
             }
-        };
-        if !found.missing.is_empty() && fw.create {
-            match apply::apply(&apply::create(&fw, &found.current, &found.missing)).await {
-                Ok(()) => info!("pinholes: added {}", found.missing.join(", ")),
-                Err(e) => warning!(
-                    "pinholes: cannot add {} to table {} {} (does the table exist?): {e}",
-                    found.missing.join(", "),
-                    fw.family.as_str(),
-                    fw.table
-                ),
-            }
-            found = match apply::read(&fw).await {
-                Ok(found) => found,
-                Err(e) => {
-                    warning!("pinholes: {e}");
-                    continue;
-                }
-            };
         }
-        if found.missing != reported_missing {
-            if found.missing.is_empty() {
-                info!("pinholes: the firewall objects are back");
-            } else if !fw.create {
-                warning!(
-                    "pinholes: {} not found (firewall stopped or restarting? the fw4 include files installed?); retrying",
-                    found.missing.join(", ")
-                );
-            }
-            reported_missing = found.missing.clone();
-        }
-        if !found.missing.is_empty() {
-            continue;
-        }
-        let current = found.current;
         let desired = Desired {
             lan: planned.holes,
             router: router.clone(),
             limits: planned.limits,
         };
-        let stale =
-            refreshed.is_none_or(|t| t.elapsed() >= Duration::from_secs(u64::from(timeout / 3)));
-        let differs = !current.lan.keys().eq(desired.lan.iter())
-            || current.router != desired.router
-            || !current.limits.keys().eq(desired.limits.iter());
-        let replace = stale || differs;
-        shared.firewall.count(&current, &desired, replace);
-        let applied = replace
-            && match apply::apply(&apply::batch(&fw, &current, &desired, timeout)).await {
+        let Some((observed, decision)) =
+            observe(&mut reader, &fw, &reconciler, &desired, &mut problem).await
+        else {
+            continue;
+        };
+        let update = match &decision {
+            Decision::Update(update) => Some(update),
+            _ => None,
+        };
+        let mut applied = false;
+        if let Some(update) = update {
+            match run::apply(&update.commands).await {
                 Ok(()) => {
-                    refreshed = Some(Instant::now());
-                    true
+                    problem.solved();
+                    applied = true;
                 }
-                Err(e) => {
-                    warning!("pinholes: {e}");
-                    false
-                }
-            };
-        let router_open = if applied {
-            &desired.router
-        } else {
-            &current.router
+                Err(e) => problem.warn(format!("pinholes: {e}")),
+            }
+            reconciler.applied(update, applied, Instant::now());
+        }
+        lock(&shared.firewall.tallies).settle(&observed, update, applied);
+        let router_open = match update {
+            Some(u) if applied => u.router_open,
+            _ => observed.router_open(),
         };
         shared
             .firewall
             .wan_open
-            .store(!router_open.is_empty(), Ordering::Relaxed);
+            .store(router_open, Ordering::Relaxed);
     }
 }
 
-/// Remove what we put in the firewall (a clean stop closes the holes at once).
+/// The firewall's current problem: each is logged once, when it starts,
+/// and its end once.
+#[derive(Default)]
+struct Problem(Option<String>);
+
+impl Problem {
+    fn warn(&mut self, text: String) {
+        if self.0.as_ref() != Some(&text) {
+            warning!("{text}");
+            self.0 = Some(text);
+        }
+    }
+
+    fn error(&mut self, text: String) {
+        if self.0.as_ref() != Some(&text) {
+            error!("{text}");
+            self.0 = Some(text);
+        }
+    }
+
+    fn solved(&mut self) {
+        if self.0.take().is_some() {
+            info!("pinholes: the firewall is as it should be again");
+        }
+    }
+}
+
+/// Read what nft shows and decide; in `create` mode add what is missing
+/// first. `None` when there is nothing to apply (nft could not be read,
+/// or our objects are not there to write to).
+async fn observe(
+    reader: &mut Reader,
+    fw: &FirewallConfig,
+    reconciler: &Reconciler,
+    desired: &Desired,
+    problem: &mut Problem,
+) -> Option<(reconcile::Observed, Decision)> {
+    let mut added = false;
+    loop {
+        let observed = match reader.read(fw).await {
+            Ok(o) => o,
+            Err(e) => {
+                problem.warn(format!("pinholes: {e}"));
+                return None;
+            }
+        };
+        let decision = reconciler.decide(fw, &observed, desired, Instant::now());
+        match &decision {
+            Decision::Refuse(why) => problem.error(format!(
+                "pinholes: refusing to write to the firewall: {}; give ntpgate names of its own in 'config firewall'",
+                why.join("; ")
+            )),
+            Decision::Wait(missing) if !fw.create => problem.warn(format!(
+                "pinholes: {} not found (firewall stopped or restarting? the fw4 include files installed?); retrying",
+                missing.join(", ")
+            )),
+            Decision::Wait(missing) => problem.warn(format!(
+                "pinholes: {} not found; retrying",
+                missing.join(", ")
+            )),
+            Decision::Create { commands, missing } if !added => {
+                if let Err(e) = run::apply(commands).await {
+                    problem.warn(format!(
+                        "pinholes: cannot add {} to table {} {}: {e}",
+                        missing.join(", "),
+                        fw.family.as_str(),
+                        fw.table
+                    ));
+                    return None;
+                }
+                info!("pinholes: added {}", missing.join(", "));
+                added = true;
+                continue;
+            }
+            Decision::Create { missing, .. } => problem.warn(format!(
+                "pinholes: {} still missing after adding them",
+                missing.join(", ")
+            )),
+            Decision::Update(_) => {}
+        }
+        return Some((observed, decision));
+    }
+}
+
+/// Remove what we put in the firewall (a clean stop closes the holes at
+/// once); each nft run is bounded, so a wedged nft cannot hold the stop.
 pub async fn close_all(fw: &FirewallConfig) {
-    let closed = match apply::read(fw).await {
-        Ok(found) => apply::apply(&apply::remove(fw, &found)).await,
-        Err(e) => Err(e),
-    };
-    match closed {
+    match close(fw).await {
         Ok(()) => notice!("pinholes closed"),
         Err(e) => warning!("pinholes: cannot close: {e}"),
     }
 }
 
-/// Ask the host's NTP server every `health_interval`: the hole is open only
-/// while it answers synchronised (leap not 3, stratum 1-15).
-async fn health_task(pinhole: Pinhole, shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(u64::from(pinhole.health_interval)));
-    loop {
-        tick.tick().await;
-        // The host's address comes from the plan, which may not be made
-        // yet (at start) or may not find the host: look again shortly.
-        let address = loop {
-            let planned = lock(&shared.firewall.pinholes)
-                .iter()
-                .find(|p| p.name == pinhole.name)
-                .and_then(|p| p.addresses.first().copied());
-            match planned {
-                Some(a) => break a,
-                None => tokio::time::sleep(ADDRESS_RETRY).await,
+async fn close(fw: &FirewallConfig) -> Result<(), run::Error> {
+    let mut reader = Reader::default();
+    let mut removal = reconcile::remove(fw, &reader.read(fw).await?);
+    if let Err(e) = run::apply(&removal.ours).await {
+        if e.hung {
+            return Err(e);
+        }
+        // Something changed between the read and the batch (a firewall
+        // reload): once more from a fresh read.
+        removal = reconcile::remove(fw, &reader.read(fw).await?);
+        run::apply(&removal.ours).await?;
+    }
+    for (object, step) in removal.objects {
+        let command = match step {
+            Ok(command) => command,
+            Err(why) => {
+                warning!("pinholes: {object} {why}");
+                continue;
             }
         };
-        let target = SocketAddr::new(address.into(), 123);
-        let result = tokio::task::spawn_blocking(move || {
-            crate::query::exchange(target, Duration::from_secs(2))
-        })
+        let one = Commands {
+            text: vec![command],
+            json: Vec::new(),
+        };
+        match run::apply(&one).await {
+            Ok(()) => {}
+            Err(e) if e.hung => return Err(e),
+            Err(e) => warning!("pinholes: {object} left in place: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Ask the host's NTP server on each of its addresses every
+/// `health_interval`, and at once on an address it did not have before: an
+/// address is open only while it answers synchronised (leap not 3, stratum
+/// 1-15).
+async fn health_task(pinhole: Pinhole, shared: Arc<Shared>) {
+    health_loop(&pinhole, &shared.firewall, probe).await
+}
+
+async fn probe(address: Ipv6Addr) -> Health {
+    let target = SocketAddr::new(address.into(), 123);
+    let result =
+        tokio::task::spawn_blocking(move || crate::query::exchange(target, Duration::from_secs(2)))
+            .await;
+    match result {
+        Ok(Ok((sample, _))) => {
+            let r = sample.reply;
+            if r.leap == Leap::Unsynchronised || r.stratum == 0 || r.stratum >= STRATUM_UNSYNC {
+                Health::Bad(format!(
+                    "{address} is not synchronised (leap {}, stratum {})",
+                    r.leap as u8, r.stratum
+                ))
+            } else {
+                Health::Good
+            }
+        }
+        Ok(Err(e)) => Health::Bad(e),
+        Err(e) => Health::Bad(e.to_string()),
+    }
+}
+
+/// The health checks of one pinhole, with `probe` asking one address. It
+/// sleeps between checks: a host with no address costs nothing until the
+/// plan gives it one.
+async fn health_loop<F, P>(pinhole: &Pinhole, state: &FirewallState, probe: P)
+where
+    P: Fn(Ipv6Addr) -> F,
+    F: Future<Output = Health>,
+{
+    let mut tick = tokio::time::interval(Duration::from_secs(u64::from(pinhole.health_interval)));
+    let mut moved = state.addresses_changed.subscribe();
+    loop {
+        let every_address = tokio::select! {
+            _ = tick.tick() => true,
+            Ok(()) = moved.changed() => false,
+        };
+        let planned: Vec<Ipv6Addr> = lock(&state.pinholes)
+            .iter()
+            .find(|p| p.name == pinhole.name)
+            .map(|p| p.addresses.clone())
+            .unwrap_or_default();
+        let known = lock(&state.health)
+            .get(&pinhole.name)
+            .cloned()
+            .unwrap_or_default();
+        let ask: Vec<Ipv6Addr> = planned
+            .iter()
+            .copied()
+            .filter(|a| every_address || !known.contains_key(a))
+            .collect();
+        let answers = futures_util::future::join_all(ask.iter().map(|&a| {
+            let answer = probe(a);
+            async move { (a, answer.await) }
+        }))
         .await;
-        let health = match result {
-            Ok(Ok((sample, _))) => {
-                let r = sample.reply;
-                if r.leap == Leap::Unsynchronised || r.stratum == 0 || r.stratum >= STRATUM_UNSYNC {
-                    Health::Bad(format!(
-                        "{address} is not synchronised (leap {}, stratum {})",
-                        r.leap as u8, r.stratum
-                    ))
+        let changed = {
+            let mut health = lock(&state.health);
+            let verdicts = health.entry(pinhole.name.clone()).or_default();
+            let before = verdicts.clone();
+            // The addresses the host no longer has are forgotten.
+            verdicts.retain(|a, _| planned.contains(a));
+            verdicts.extend(answers);
+            *verdicts != before
+        };
+        if changed {
+            state.wake.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::config::pinhole::Target;
+
+    fn ip(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn pinhole(name: &str) -> Pinhole {
+        Pinhole {
+            name: name.into(),
+            enabled: true,
+            interface: "lan".into(),
+            device: "br-lan".into(),
+            device_given: true,
+            target: Target::Suffix(ip("::50")),
+            health_check: true,
+            limit_pps: None,
+            health_interval: 60,
+        }
+    }
+
+    fn planned(state: &FirewallState, name: &str, addresses: &[Ipv6Addr]) {
+        *lock(&state.pinholes) = vec![PinholeState {
+            name: name.into(),
+            addresses: addresses.to_vec(),
+            open: false,
+            reason: String::new(),
+        }];
+        state.addresses_changed.send_modify(|n| *n += 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_without_an_address_sleeps_until_it_has_one() {
+        let state = FirewallState::default();
+        let p = pinhole("nas");
+        let asked = Mutex::new(Vec::new());
+        let probe = |a: Ipv6Addr| {
+            lock(&asked).push(a);
+            async { Health::Good }
+        };
+        let mut checks = Box::pin(health_loop(&p, &state, probe));
+        // Every poll of the loop is a wake-up of the daemon.
+        let mut polls = 0;
+        let counted = std::future::poll_fn(|cx| {
+            polls += 1;
+            checks.as_mut().poll(cx)
+        });
+        // Ten minutes of a plan that finds no address: one look per
+        // health interval (60 s), not four a second.
+        let _ = tokio::time::timeout(Duration::from_secs(600), counted).await;
+        assert!(polls <= 20, "{polls} wake-ups in 10 minutes");
+        assert!(lock(&asked).is_empty());
+
+        // The plan finds the host: it is checked at once.
+        let driver = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            planned(&state, "nas", &[ip("2001:db8::50")]);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        tokio::select! {
+            _ = &mut checks => unreachable!(),
+            _ = driver => {}
+        }
+        assert_eq!(*lock(&asked), [ip("2001:db8::50")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_address_of_a_host_is_checked_and_new_ones_at_once() {
+        let state = FirewallState::default();
+        let p = pinhole("pc");
+        let (a, b, c) = (ip("2001:db8::1"), ip("2001:db8::2"), ip("2001:db8:2::1"));
+        planned(&state, "pc", &[a, b]);
+        let asked = Mutex::new(Vec::new());
+        let probe = |address: Ipv6Addr| {
+            lock(&asked).push(address);
+            async move {
+                if address == b {
+                    Health::Bad("no answer".into())
                 } else {
                     Health::Good
                 }
             }
-            Ok(Err(e)) => Health::Bad(e),
-            Err(e) => Health::Bad(e.to_string()),
         };
-        let changed = lock(&shared.firewall.health).insert(pinhole.name.clone(), health.clone())
-            != Some(health);
-        if changed {
-            shared.firewall.wake.notify_one();
+        let verdicts = |state: &FirewallState| lock(&state.health).get("pc").cloned();
+        let driver = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(
+                verdicts(&state),
+                Some(BTreeMap::from([
+                    (a, Health::Good),
+                    (b, Health::Bad("no answer".into()))
+                ]))
+            );
+            // A new prefix: the host's new address is checked well before
+            // the next interval, the old one forgotten, the kept one not
+            // asked again until then.
+            lock(&asked).clear();
+            planned(&state, "pc", &[a, c]);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(*lock(&asked), [c]);
+            assert_eq!(
+                verdicts(&state),
+                Some(BTreeMap::from([(a, Health::Good), (c, Health::Good)]))
+            );
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert_eq!(*lock(&asked), [c, a, c]);
+        };
+        tokio::select! {
+            _ = health_loop(&p, &state, probe) => unreachable!(),
+            _ = driver => {}
         }
+        assert_eq!(state.health_of("pc"), Some(Health::Good));
     }
 }

@@ -191,7 +191,6 @@ fn snapshot_json(shared: &Shared, part: impl FnOnce(&Snapshot<'_>) -> Value) -> 
     let pinholes = {
         let states = lock(&shared.firewall.pinholes);
         let configs = lock(&shared.firewall.config);
-        let health = lock(&shared.firewall.health);
         configs
             .iter()
             .map(|p| {
@@ -206,7 +205,10 @@ fn snapshot_json(shared: &Shared, part: impl FnOnce(&Snapshot<'_>) -> Value) -> 
                     addresses: addresses.iter().map(|a| a.to_string()).collect(),
                     open: state.is_some_and(|s| s.open),
                     reason: state.map_or("not planned yet".into(), |s| s.reason.clone()),
-                    health: health_text(health.get(&p.name), p.health_check),
+                    health: health_text(
+                        shared.firewall.health_of(&p.name).as_ref(),
+                        p.health_check,
+                    ),
                     packets: passed.packets,
                     bytes: passed.bytes,
                     limited: limited.packets,

@@ -1,41 +1,61 @@
-//! Make nftables match the plan: read our sets and chains with `nft -j
-//! list`, write one atomic batch (`nft -j -f -`). Only our own objects are
-//! touched: the elements of our sets, the rules of our chain, and, in
-//! `create` mode, the sets, chain and rules we added ourselves.
+//! nftables, the pure part: what `nft -j list` prints, parsed, with whose
+//! each thing is; and the commands that change our things. [`super::run`]
+//! runs nft, [`super::reconcile`] decides what to change.
+//!
+//! Whose a thing is: the daemon writes only to sets, chains, rules and set
+//! elements whose comment starts with [`MARK`]. The package's include
+//! files give it to the sets and the chain they declare; the daemon gives
+//! it to everything it adds. Everything else in the table is the user's or
+//! fw4's, whatever its name or comment (`ntpgate: ...` included), and is
+//! never flushed, replaced or deleted. No chain is ever flushed: rules go
+//! one by one, by the handle they were listed with.
 //!
 //! Every element carries a timeout and is refreshed well before it ends
 //! (deleted and added again in the same batch), so holes close by
 //! themselves when the daemon is gone. The per-element counters restart
-//! with each refresh; the firewall shell keeps the running totals.
-//!
-//! Commands are built with the `nftables` crate where its schema reaches;
-//! the rules with a stateful `update @set { ... limit }` statement and sets
-//! with per-element counters are beyond its schema (0.6) and are written as
-//! nft's JSON directly.
+//! with each refresh; the reconciler keeps the running totals.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::Ipv6Addr;
+use std::str::FromStr;
 
-use nftables::expr::{Elem, Expression, NamedExpression};
-use nftables::schema::{Chain, Element, FlushObject, NfCmd, NfListObject, Rule, Set};
-use nftables::types::NfFamily;
 use serde_json::{Value, json};
 
 use super::plan::Limit;
-use crate::config::firewall::{Family, FirewallConfig};
+use crate::config::firewall::FirewallConfig;
 
-/// The comments that mark our rules in chains that are not ours.
-const JUMP_COMMENT: &str = "ntpgate: NTP rate limits";
-const ACCEPT_COMMENT: &str = "ntpgate: NTP pinholes";
-const ROUTER_COMMENT: &str = "ntpgate: the router's NTP server";
+/// The start of every comment the daemon and its include files write, and
+/// of no other: what makes an object, a rule or an element ours.
+pub const MARK: &str = "ntpgate-managed";
+
+/// Our rules in the user's chains (`create` mode); the include files
+/// write the same comments.
+pub const JUMP_COMMENT: &str = "ntpgate-managed: NTP rate limits";
+pub const ACCEPT_COMMENT: &str = "ntpgate-managed: NTP pinholes";
+pub const ROUTER_COMMENT: &str = "ntpgate-managed: the router's NTP server";
 /// A rate-limit rule says what it limits in its comment, so the rules read
 /// back compare with the plan.
-const LIMIT_COMMENT: &str = "ntpgate: limit";
+const LIMIT_COMMENT: &str = "ntpgate-managed: limit";
+/// The comments of the sets and the chain, as the include files write them.
+const LAN_SET_COMMENT: &str = "ntpgate-managed: LAN NTP servers open to the WAN";
+const ROUTER_SET_COMMENT: &str = "ntpgate-managed: the router's NTP server, open to the WAN";
+const LIMIT_SET_COMMENT: &str = "ntpgate-managed: per-source NTP rate limits";
+const LIMIT_CHAIN_COMMENT: &str = "ntpgate-managed: the per-source NTP rate limits";
 /// Seconds a source's rate-limit state lives after its last packet.
 const LIMIT_STATE_TIMEOUT: u32 = 60;
 const LIMIT_STATE_SIZE: u32 = 65535;
+
+/// The set types, as nft lists them.
+pub const LAN_SET_TYPE: &str = "ipv6_addr";
+pub const ROUTER_SET_TYPE: &str = "inet_service";
+pub const LIMIT_SET_TYPE: &str = "ipv6_addr . ipv6_addr";
+
+/// Does this comment mark a thing as ours?
+pub fn marked(comment: &str) -> bool {
+    comment
+        .strip_prefix(MARK)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -43,43 +63,18 @@ pub struct Counters {
     pub bytes: u64,
 }
 
-/// One of our rules in someone else's chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OurRule {
-    pub chain: String,
-    pub handle: u64,
-    pub comment: String,
-}
-
-/// What is in nftables now.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Current {
-    pub lan: BTreeMap<Ipv6Addr, Counters>,
-    pub router: BTreeSet<u16>,
-    /// The rate-limit rules, with what they dropped.
-    pub limits: BTreeMap<Limit, Counters>,
-    /// `create` mode: our rules in the forward and input chains.
-    pub rules: Vec<OurRule>,
-}
-
-/// The result of reading: what is there, and which of our objects are not
-/// (after an fw4 restart, before the firewall is up, or never created).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Found {
-    pub current: Current,
-    pub missing: Vec<String>,
-}
-
-/// What the plan wants in nftables.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Desired {
-    pub lan: BTreeSet<Ipv6Addr>,
-    pub router: BTreeSet<u16>,
-    pub limits: BTreeSet<Limit>,
+impl std::ops::Add for Counters {
+    type Output = Counters;
+    fn add(self, c: Counters) -> Counters {
+        Counters {
+            packets: self.packets + c.packets,
+            bytes: self.bytes + c.bytes,
+        }
+    }
 }
 
 #[derive(Debug)]
-pub struct Error(String);
+pub struct Error(pub String);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,59 +99,296 @@ fn counters(v: &Value) -> Counters {
     }
 }
 
-/// Parse `nft -j list set` output: the elements and their counters.
-pub fn parse_set(json: &str) -> Result<Vec<(String, Counters)>, Error> {
-    let mut out = Vec::new();
-    for set in objects(json)?.iter().filter_map(|o| o.get("set")) {
-        for e in set["elem"].as_array().into_iter().flatten() {
-            let (val, counter) = match e.get("elem") {
-                Some(elem) => (&elem["val"], &elem["counter"]),
-                None => (e, &Value::Null),
-            };
-            let text = match val {
-                Value::String(s) => s.clone(),
-                Value::Number(n) => n.to_string(),
-                other => return Err(Error(format!("unexpected set element {other}"))),
-            };
-            out.push((text, counters(counter)));
+/// A set as `nft -j list set` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetListing {
+    pub comment: Option<String>,
+    /// `ipv6_addr`, or `ipv6_addr . ipv6_addr` for a concatenation.
+    pub kind: String,
+    pub flags: Vec<String>,
+    pub elements: Vec<ElementListing>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElementListing {
+    pub value: String,
+    pub counters: Counters,
+    /// It carries our comment.
+    pub ours: bool,
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Parse `nft -j list set` output (`-t` leaves the elements out).
+pub fn parse_set(json: &str) -> Result<SetListing, Error> {
+    let objects = objects(json)?;
+    let set = objects
+        .iter()
+        .find_map(|o| o.get("set"))
+        .ok_or_else(|| Error("nft listed no set".into()))?;
+    let kind = match &set["type"] {
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| p.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(|parts| parts.join(" . ")),
+        other => other.as_str().map(str::to_string),
+    }
+    .ok_or_else(|| Error(format!("set without a type: {set}")))?;
+    let flags = match &set["flags"] {
+        Value::Array(a) => a.iter().filter_map(scalar).collect(),
+        other => scalar(other).into_iter().collect(),
+    };
+    let mut elements = Vec::new();
+    for e in set["elem"].as_array().into_iter().flatten() {
+        let (val, counter, comment) = match e.get("elem") {
+            Some(elem) => (&elem["val"], &elem["counter"], &elem["comment"]),
+            None => (e, &Value::Null, &Value::Null),
+        };
+        let value = match val.get("concat") {
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .map(scalar)
+                .collect::<Option<Vec<_>>>()
+                .map(|parts| parts.join(" . ")),
+            _ => scalar(val),
+        }
+        .ok_or_else(|| Error(format!("unexpected set element {val}")))?;
+        elements.push(ElementListing {
+            value,
+            counters: counters(counter),
+            ours: comment.as_str().is_some_and(marked),
+        });
+    }
+    Ok(SetListing {
+        comment: set["comment"].as_str().map(str::to_string),
+        kind,
+        flags,
+        elements,
+    })
+}
+
+/// A chain as `nft -j list chain` shows it (nft 1.0.6 leaves its comment
+/// out: see [`parse_chain_comment`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainListing {
+    pub handle: u64,
+    /// Hooked into the packet path (input, forward, ...): a base chain.
+    pub hook: Option<String>,
+    pub rules: Vec<RuleListing>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleListing {
+    pub handle: u64,
+    pub comment: Option<String>,
+    pub counters: Counters,
+}
+
+/// Parse `nft -j list chain` output.
+pub fn parse_chain(json: &str) -> Result<ChainListing, Error> {
+    let objects = objects(json)?;
+    let chain = objects
+        .iter()
+        .find_map(|o| o.get("chain"))
+        .ok_or_else(|| Error("nft listed no chain".into()))?;
+    let mut listing = ChainListing {
+        handle: chain["handle"]
+            .as_u64()
+            .ok_or_else(|| Error(format!("chain without a handle: {chain}")))?,
+        hook: chain["hook"].as_str().map(str::to_string),
+        rules: Vec::new(),
+    };
+    for rule in objects.iter().filter_map(|o| o.get("rule")) {
+        listing.rules.push(RuleListing {
+            handle: rule["handle"]
+                .as_u64()
+                .ok_or_else(|| Error(format!("rule without a handle: {rule}")))?,
+            comment: rule["comment"].as_str().map(str::to_string),
+            counters: rule["expr"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|s| s.get("counter"))
+                .map(counters)
+                .unwrap_or_default(),
+        });
+    }
+    Ok(listing)
+}
+
+/// The comment of chain `name` in `nft list chain` text output: the line
+/// after `chain NAME {`, where nft prints it before the hook and the rules.
+pub fn parse_chain_comment(text: &str, name: &str) -> Option<String> {
+    let header = format!("chain {name} {{");
+    let mut lines = text.lines().map(str::trim);
+    lines.find(|l| *l == header)?;
+    let quoted = lines
+        .next()?
+        .strip_prefix("comment \"")?
+        .strip_suffix('"')?;
+    Some(quoted.to_string())
+}
+
+/// What one of our objects turned out to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen<T> {
+    Missing,
+    Ours(T),
+    /// It exists and is not ours, or not of the kind we need: why.
+    Foreign(String),
+}
+
+impl<T> Seen<T> {
+    pub fn ours(&self) -> Option<&T> {
+        match self {
+            Seen::Ours(t) => Some(t),
+            _ => None,
         }
     }
-    Ok(out)
+
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Seen<U> {
+        match self {
+            Seen::Missing => Seen::Missing,
+            Seen::Ours(t) => Seen::Ours(f(t)),
+            Seen::Foreign(why) => Seen::Foreign(why),
+        }
+    }
 }
 
-/// Parse `nft -j list chain` output: the rules whose comment starts with
-/// "ntpgate:", with their handles and counters.
-pub fn parse_rules(json: &str) -> Result<Vec<(OurRule, Counters)>, Error> {
-    let mut out = Vec::new();
-    for rule in objects(json)?.iter().filter_map(|o| o.get("rule")) {
-        let Some(comment) = rule["comment"]
-            .as_str()
-            .filter(|c| c.starts_with("ntpgate:"))
-        else {
+fn not_ours(comment: Option<&str>) -> String {
+    match comment {
+        Some(c) => format!("is not ntpgate's (its comment \"{c}\" does not start with \"{MARK}\")"),
+        None => format!("is not ntpgate's (it has no comment starting with \"{MARK}\")"),
+    }
+}
+
+/// Whose a set is: ours when it carries our comment and is of the type,
+/// with timeouts, that we need.
+pub fn judge_set(listing: SetListing, kind: &str) -> Seen<SetListing> {
+    match listing.comment.as_deref() {
+        Some(c) if marked(c) => {
+            if listing.kind == kind && listing.flags.iter().any(|f| f == "timeout") {
+                Seen::Ours(listing)
+            } else {
+                Seen::Foreign(format!(
+                    "is of type {} with flags [{}], not {kind} with timeouts",
+                    listing.kind,
+                    listing.flags.join(", ")
+                ))
+            }
+        }
+        other => Seen::Foreign(not_ours(other)),
+    }
+}
+
+/// Whose a chain is: ours when it is a regular chain (no hook) with our
+/// comment.
+pub fn judge_chain(listing: ChainListing, comment: Option<&str>) -> Seen<ChainListing> {
+    if let Some(hook) = &listing.hook {
+        return Seen::Foreign(format!("is a base chain (hook {hook})"));
+    }
+    match comment {
+        Some(c) if marked(c) => Seen::Ours(listing),
+        other => Seen::Foreign(not_ours(other)),
+    }
+}
+
+/// The elements of one of our sets: ours with their counters, and the
+/// values held by elements someone else added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Elements<T: Ord> {
+    pub ours: BTreeMap<T, Counters>,
+    pub foreign: BTreeSet<T>,
+}
+
+impl<T: Ord> Default for Elements<T> {
+    fn default() -> Self {
+        Elements {
+            ours: BTreeMap::new(),
+            foreign: BTreeSet::new(),
+        }
+    }
+}
+
+pub fn elements<T: FromStr + Ord>(listing: &SetListing) -> Elements<T> {
+    let mut out = Elements::default();
+    for e in &listing.elements {
+        let Ok(value) = e.value.parse() else {
             continue;
         };
-        let counted = rule["expr"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find_map(|s| s.get("counter"))
-            .map(counters)
-            .unwrap_or_default();
-        out.push((
-            OurRule {
-                chain: rule["chain"].as_str().unwrap_or_default().to_string(),
-                handle: rule["handle"]
-                    .as_u64()
-                    .ok_or_else(|| Error(format!("rule without a handle: {rule}")))?,
-                comment: comment.to_string(),
-            },
-            counted,
-        ));
+        if e.ours {
+            out.ours.insert(value, e.counters);
+        } else {
+            out.foreign.insert(value);
+        }
     }
-    Ok(out)
+    out
 }
 
-/// `ntpgate: limit 2001:db8::50 100` -> the limit.
+/// One of our rate-limit rules in our limit chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitRule {
+    pub handle: u64,
+    /// What its comment says it limits (`None`: a rule of ours this
+    /// version does not write, to be deleted).
+    pub limit: Option<Limit>,
+    pub counters: Counters,
+}
+
+/// The rules of our limit chain: ours, and how many are not.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LimitRules {
+    pub rules: Vec<LimitRule>,
+    pub foreign: usize,
+}
+
+pub fn limit_rules(listing: &ChainListing) -> LimitRules {
+    let mut out = LimitRules::default();
+    for r in &listing.rules {
+        match r.comment.as_deref().filter(|c| marked(c)) {
+            Some(c) => out.rules.push(LimitRule {
+                handle: r.handle,
+                limit: parse_limit(c),
+                counters: r.counters,
+            }),
+            None => out.foreign += 1,
+        }
+    }
+    out
+}
+
+/// One of our rules in the user's chains (`create` mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OurRule {
+    pub chain: String,
+    pub handle: u64,
+    pub comment: String,
+}
+
+/// The rules of ours in a chain of the user's.
+pub fn our_rules(listing: &ChainListing, chain: &str) -> Vec<OurRule> {
+    listing
+        .rules
+        .iter()
+        .filter_map(|r| {
+            let comment = r.comment.as_deref().filter(|c| marked(c))?;
+            Some(OurRule {
+                chain: chain.to_string(),
+                handle: r.handle,
+                comment: comment.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `ntpgate-managed: limit 2001:db8::50 100` -> the limit.
 fn parse_limit(comment: &str) -> Option<Limit> {
     let mut words = comment.strip_prefix(LIMIT_COMMENT)?.split_whitespace();
     let limit = Limit {
@@ -166,150 +398,48 @@ fn parse_limit(comment: &str) -> Option<Limit> {
     words.next().is_none().then_some(limit)
 }
 
-/// `nft -j list <what>`; `None` when it does not exist.
-async fn list(fw: &FirewallConfig, what: &str, name: &str) -> Result<Option<String>, Error> {
-    let out = tokio::process::Command::new("nft")
-        .args(["-j", "list", what, fw.family.as_str(), &fw.table, name])
-        .output()
-        .await
-        .map_err(|e| Error(format!("cannot run nft: {e}")))?;
-    if out.status.success() {
-        return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
-    }
-    let message = String::from_utf8_lossy(&out.stderr);
-    if message.contains("No such file or directory") {
-        return Ok(None);
-    }
-    Err(Error(format!(
-        "nft list {what} {} {} {name}: {}",
-        fw.family.as_str(),
-        fw.table,
-        message.split_whitespace().collect::<Vec<_>>().join(" ")
-    )))
+/// How an object is named in the log: `set inet fw4 ntpgate_lan6`.
+pub fn object(fw: &FirewallConfig, kind: &str, name: &str) -> String {
+    format!("{kind} {} {} {name}", fw.family.as_str(), fw.table)
 }
 
-/// How an object of ours is named in [`Found::missing`]: `set inet fw4
-/// ntpgate_lan6`, `chain ...`, or `rule "<comment>"`.
-fn object(fw: &FirewallConfig, kind: &str, name: &str) -> String {
-    if kind == "rule" {
-        format!("rule \"{name}\"")
-    } else {
-        format!("{kind} {} {} {name}", fw.family.as_str(), fw.table)
-    }
+/// nft commands: `text` ones (nft's own language: what its JSON cannot say)
+/// run first, as one atomic batch; then the `json` ones, as another.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Commands {
+    pub text: Vec<String>,
+    pub json: Vec<Value>,
 }
-
-/// Read our sets and chain, and in `create` mode our rules.
-pub async fn read(fw: &FirewallConfig) -> Result<Found, Error> {
-    let mut found = Found::default();
-    let cur = &mut found.current;
-    match list(fw, "set", &fw.lan_set).await? {
-        Some(json) => {
-            cur.lan = parse_set(&json)?
-                .into_iter()
-                .filter_map(|(a, c)| a.parse::<Ipv6Addr>().ok().map(|a| (a, c)))
-                .collect();
-        }
-        None => found.missing.push(object(fw, "set", &fw.lan_set)),
-    }
-    match list(fw, "set", &fw.router_set).await? {
-        Some(json) => {
-            cur.router = parse_set(&json)?
-                .into_iter()
-                .filter_map(|(p, _)| p.parse().ok())
-                .collect();
-        }
-        None => found.missing.push(object(fw, "set", &fw.router_set)),
-    }
-    match list(fw, "chain", &fw.limit_chain).await? {
-        Some(json) => {
-            cur.limits = parse_rules(&json)?
-                .into_iter()
-                .filter_map(|(r, c)| Some((parse_limit(&r.comment)?, c)))
-                .collect();
-        }
-        None => found.missing.push(object(fw, "chain", &fw.limit_chain)),
-    }
-    if fw.create {
-        if list(fw, "set", &fw.limit_set).await?.is_none() {
-            found.missing.push(object(fw, "set", &fw.limit_set));
-        }
-        for chain in [&fw.forward_chain, &fw.input_chain] {
-            if let Some(json) = list(fw, "chain", chain).await? {
-                cur.rules
-                    .extend(parse_rules(&json)?.into_iter().map(|(r, _)| r));
-            }
-        }
-        for comment in [JUMP_COMMENT, ACCEPT_COMMENT, ROUTER_COMMENT] {
-            if !cur.rules.iter().any(|r| r.comment == comment) {
-                found.missing.push(object(fw, "rule", comment));
-            }
-        }
-    }
-    Ok(found)
-}
-
-fn family(fw: &FirewallConfig) -> NfFamily {
-    match fw.family {
-        Family::Inet => NfFamily::INet,
-        Family::Ip6 => NfFamily::IP6,
-    }
-}
-
-/// A batch of nft commands, applied atomically; `text` commands, which
-/// nft's JSON cannot say, go in a batch of their own just before.
-#[derive(Debug, Default)]
-pub struct Commands(Vec<Value>, Vec<String>);
 
 impl Commands {
-    fn cmd(&mut self, cmd: NfCmd<'_>) {
-        self.0
-            .push(serde_json::to_value(cmd).expect("nft commands serialize"));
-    }
-
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty() && self.1.is_empty()
+        self.json.is_empty() && self.text.is_empty()
     }
 
     pub fn to_json(&self) -> String {
-        json!({ "nftables": self.0 }).to_string()
+        json!({ "nftables": self.json }).to_string()
     }
 }
 
-fn element<'a>(
-    fw: &'a FirewallConfig,
-    set: &'a str,
-    val: Value,
-    timeout: Option<u32>,
-) -> NfListObject<'a> {
-    let val = match val {
-        Value::Number(n) => Expression::Number(n.as_u64().unwrap_or_default() as u32),
-        other => Expression::String(Cow::Owned(other.as_str().unwrap_or_default().to_string())),
+/// Add elements (with a timeout and our comment) to a set, or delete them.
+pub fn elements_command(
+    fw: &FirewallConfig,
+    verb: &str,
+    set: &str,
+    values: Vec<Value>,
+    timeout: u32,
+) -> Value {
+    let elem: Vec<Value> = if verb == "add" {
+        values
+            .into_iter()
+            .map(|val| json!({ "elem": { "val": val, "timeout": timeout, "comment": MARK } }))
+            .collect()
+    } else {
+        values
     };
-    let elem = match timeout {
-        Some(t) => Expression::Named(NamedExpression::Elem(Elem {
-            val: Box::new(val),
-            timeout: Some(t),
-            expires: None,
-            comment: None,
-            counter: None,
-        })),
-        None => val,
-    };
-    NfListObject::Element(Element {
-        family: family(fw),
-        table: Cow::Borrowed(&fw.table),
-        name: Cow::Borrowed(set),
-        elem: Cow::Owned(vec![elem]),
-    })
-}
-
-fn chain(fw: &FirewallConfig) -> NfListObject<'_> {
-    NfListObject::Chain(Chain {
-        family: family(fw),
-        table: Cow::Borrowed(&fw.table),
-        name: Cow::Borrowed(&fw.limit_chain),
-        ..Chain::default()
-    })
+    json!({ verb: { "element": {
+        "family": fw.family.as_str(), "table": fw.table, "name": set, "elem": elem,
+    } } })
 }
 
 fn payload(protocol: &str, field: &str) -> Value {
@@ -320,271 +450,204 @@ fn matches(left: Value, right: Value) -> Value {
     json!({ "match": { "op": "==", "left": left, "right": right } })
 }
 
-/// `verb` (add or insert) a rule with our `comment`.
-fn rule(fw: &FirewallConfig, verb: &str, chain: &str, comment: &str, expr: Vec<Value>) -> Value {
-    json!({ verb: { "rule": {
-        "family": fw.family.as_str(), "table": fw.table, "chain": chain,
-        "comment": comment, "expr": expr,
-    } } })
-}
-
 /// Drop a WAN source's packets to `limit.address` above `limit.pps`: its
 /// state lives in the limit set, one entry per source and hole.
-fn limit_rule(fw: &FirewallConfig, limit: &Limit) -> Value {
+pub fn add_limit_rule(fw: &FirewallConfig, limit: &Limit) -> Value {
     let key = json!({ "concat": [payload("ip6", "saddr"), payload("ip6", "daddr")] });
     let over =
         json!({ "limit": { "rate": limit.pps, "burst": limit.pps, "per": "second", "inv": true } });
-    rule(
-        fw,
-        "add",
-        &fw.limit_chain,
-        &format!("{LIMIT_COMMENT} {} {}", limit.address, limit.pps),
-        vec![
+    json!({ "add": { "rule": {
+        "family": fw.family.as_str(), "table": fw.table, "chain": fw.limit_chain,
+        "comment": format!("{LIMIT_COMMENT} {} {}", limit.address, limit.pps),
+        "expr": [
             matches(payload("ip6", "daddr"), json!(limit.address.to_string())),
-            json!({ "set": { "op": "update", "elem": key, "set": format!("@{}", fw.limit_set), "stmt": [over] } }),
-            json!({ "counter": null }),
-            json!({ "drop": null }),
+            { "set": { "op": "update", "elem": key, "set": format!("@{}", fw.limit_set), "stmt": [over] } },
+            { "counter": null },
+            { "drop": null },
         ],
+    } } })
+}
+
+/// Empty a set of ours (the rate limits' state, at a stop).
+pub fn flush_set(fw: &FirewallConfig, set: &str) -> Value {
+    json!({ "flush": { "set": {
+        "family": fw.family.as_str(), "table": fw.table, "name": set,
+    } } })
+}
+
+/// Delete a rule by the handle it was listed with.
+pub fn delete_rule(fw: &FirewallConfig, chain: &str, handle: u64) -> Value {
+    json!({ "delete": { "rule": {
+        "family": fw.family.as_str(), "table": fw.table, "chain": chain, "handle": handle,
+    } } })
+}
+
+fn text_delete_rule(fw: &FirewallConfig, chain: &str, handle: u64) -> String {
+    format!(
+        "delete rule {} {} {chain} handle {handle}",
+        fw.family.as_str(),
+        fw.table
     )
 }
 
-/// The batch that turns `current` into `desired`, refreshing the timeout
-/// of every element that stays.
-pub fn batch(fw: &FirewallConfig, current: &Current, desired: &Desired, timeout: u32) -> Commands {
-    let mut c = Commands::default();
-    for a in current.lan.keys() {
-        c.cmd(NfCmd::Delete(element(
-            fw,
-            &fw.lan_set,
-            json!(a.to_string()),
-            None,
-        )));
+/// What `create` mode adds when it is missing, in nft's language (its
+/// JSON in nft 1.0.6 drops the comments of sets and chains, and cannot
+/// make a set `dynamic`).
+pub fn create_set(fw: &FirewallConfig, name: &str) -> String {
+    let (family, table) = (fw.family.as_str(), &fw.table);
+    if name == fw.limit_set {
+        format!(
+            "add set {family} {table} {name} {{ type {LIMIT_SET_TYPE}; flags dynamic, timeout; timeout {LIMIT_STATE_TIMEOUT}s; size {LIMIT_STATE_SIZE}; comment \"{LIMIT_SET_COMMENT}\"; }}"
+        )
+    } else {
+        let (kind, comment) = if name == fw.lan_set {
+            (LAN_SET_TYPE, LAN_SET_COMMENT)
+        } else {
+            (ROUTER_SET_TYPE, ROUTER_SET_COMMENT)
+        };
+        format!(
+            "add set {family} {table} {name} {{ type {kind}; flags timeout; counter; comment \"{comment}\"; }}"
+        )
     }
-    for p in &current.router {
-        c.cmd(NfCmd::Delete(element(fw, &fw.router_set, json!(p), None)));
-    }
-    for a in &desired.lan {
-        c.cmd(NfCmd::Add(element(
-            fw,
-            &fw.lan_set,
-            json!(a.to_string()),
-            Some(timeout),
-        )));
-    }
-    for p in &desired.router {
-        c.cmd(NfCmd::Add(element(
-            fw,
-            &fw.router_set,
-            json!(p),
-            Some(timeout),
-        )));
-    }
-    if current.limits.keys().ne(desired.limits.iter()) {
-        c.cmd(NfCmd::Flush(FlushObject::Chain(match chain(fw) {
-            NfListObject::Chain(ch) => ch,
-            _ => unreachable!(),
-        })));
-        for l in &desired.limits {
-            c.0.push(limit_rule(fw, l));
-        }
-    }
-    c
 }
 
-/// `create` mode: add whatever of our sets, chain and rules is missing.
-/// The forward chain gets the jump to our limit chain above the accept
-/// rule, so when either is missing both are put back in that order.
-pub fn create(fw: &FirewallConfig, current: &Current, missing: &[String]) -> Commands {
-    let family_name = fw.family.as_str();
-    let lacks = |kind: &str, name: &str| missing.contains(&object(fw, kind, name));
-    let mut c = Commands::default();
-    let set = |name: &str, kind: Value, flags: Value, extra: Value| {
-        let mut s = json!({
-            "family": family_name, "table": fw.table, "name": name,
-            "type": kind, "flags": flags, "comment": "ntpgate",
-        });
-        if let (Value::Object(s), Value::Object(extra)) = (&mut s, extra) {
-            s.extend(extra);
-        }
-        json!({ "add": { "set": s } })
-    };
-    let counted = json!({ "stmt": [{ "counter": null }] });
-    if lacks("set", &fw.lan_set) {
-        c.0.push(set(
-            &fw.lan_set,
-            json!("ipv6_addr"),
-            json!(["timeout"]),
-            counted.clone(),
-        ));
-    }
-    if lacks("set", &fw.router_set) {
-        c.0.push(set(
-            &fw.router_set,
-            json!("inet_service"),
-            json!(["timeout"]),
-            counted,
-        ));
-    }
-    if lacks("set", &fw.limit_set) {
-        // A set that rules update from the packet path must be created
-        // `dynamic`, a flag nft's JSON parser learnt only after 1.0.6.
-        c.1.push(format!(
-            "add set {family_name} {} {} {{ type ipv6_addr . ipv6_addr; flags dynamic, timeout; timeout {LIMIT_STATE_TIMEOUT}s; size {LIMIT_STATE_SIZE}; comment \"ntpgate\"; }}",
-            fw.table, fw.limit_set
-        ));
-    }
-    if lacks("chain", &fw.limit_chain) {
-        c.cmd(NfCmd::Add(chain(fw)));
-    }
-    let ntp = || matches(payload("udp", "dport"), json!(123));
-    let rule_missing = |comment: &str| lacks("rule", comment);
-    if rule_missing(JUMP_COMMENT) || rule_missing(ACCEPT_COMMENT) {
-        for r in current
-            .rules
-            .iter()
-            .filter(|r| r.comment == JUMP_COMMENT || r.comment == ACCEPT_COMMENT)
-        {
-            c.cmd(delete_rule(fw, r));
-        }
-        // Each insert goes to the top: the accept first, then the jump above it.
-        c.0.push(rule(
-            fw,
-            "insert",
-            &fw.forward_chain,
-            ACCEPT_COMMENT,
-            vec![
-                ntp(),
-                matches(payload("ip6", "daddr"), json!(format!("@{}", fw.lan_set))),
-                json!({ "counter": null }),
-                json!({ "accept": null }),
-            ],
-        ));
-        c.0.push(rule(
-            fw,
-            "insert",
-            &fw.forward_chain,
-            JUMP_COMMENT,
-            vec![ntp(), json!({ "jump": { "target": fw.limit_chain } })],
-        ));
-    }
-    if rule_missing(ROUTER_COMMENT) {
-        c.0.push(rule(
-            fw,
-            "insert",
-            &fw.input_chain,
-            ROUTER_COMMENT,
-            vec![
-                matches(
-                    payload("udp", "dport"),
-                    json!(format!("@{}", fw.router_set)),
-                ),
-                json!({ "counter": null }),
-                json!({ "accept": null }),
-            ],
-        ));
-    }
-    c
+pub fn create_chain(fw: &FirewallConfig) -> String {
+    format!(
+        "add chain {} {} {} {{ comment \"{LIMIT_CHAIN_COMMENT}\"; }}",
+        fw.family.as_str(),
+        fw.table,
+        fw.limit_chain
+    )
 }
 
-fn delete_rule<'a>(fw: &'a FirewallConfig, r: &'a OurRule) -> NfCmd<'a> {
-    NfCmd::Delete(NfListObject::Rule(Rule {
-        family: family(fw),
-        table: Cow::Borrowed(&fw.table),
-        chain: Cow::Borrowed(&r.chain),
-        handle: Some(r.handle as u32),
-        ..Rule::default()
-    }))
+/// `create` mode: our rules at the top of the user's forward and input
+/// chains. The jump to our limit chain goes above the accept, so when
+/// either is missing both are put back in that order (`stale`: the one
+/// that is left, deleted first).
+pub fn create_forward_rules(fw: &FirewallConfig, stale: &[&OurRule]) -> Vec<String> {
+    let (family, table, chain) = (fw.family.as_str(), &fw.table, &fw.forward_chain);
+    let mut out: Vec<String> = stale
+        .iter()
+        .map(|r| text_delete_rule(fw, &r.chain, r.handle))
+        .collect();
+    // Each insert goes to the top: the accept first, then the jump above it.
+    out.push(format!(
+        "insert rule {family} {table} {chain} udp dport 123 ip6 daddr @{} counter accept comment \"{ACCEPT_COMMENT}\"",
+        fw.lan_set
+    ));
+    out.push(format!(
+        "insert rule {family} {table} {chain} udp dport 123 jump {} comment \"{JUMP_COMMENT}\"",
+        fw.limit_chain
+    ));
+    out
 }
 
-/// A clean stop: close every hole now. With fw4 our elements and limit
-/// rules go; in `create` mode everything we added goes.
-pub fn remove(fw: &FirewallConfig, found: &Found) -> Commands {
-    let has = |kind: &str, name: &str| !found.missing.contains(&object(fw, kind, name));
-    let mut c = batch(fw, &found.current, &Desired::default(), 0);
-    if !fw.create {
-        return c;
-    }
-    for r in &found.current.rules {
-        c.cmd(delete_rule(fw, r));
-    }
-    if has("chain", &fw.limit_chain) {
-        c.cmd(NfCmd::Delete(chain(fw)));
-    }
-    for set in [&fw.lan_set, &fw.router_set, &fw.limit_set] {
-        if has("set", set) {
-            c.cmd(NfCmd::Delete(NfListObject::Set(Box::new(Set {
-                family: family(fw),
-                table: Cow::Borrowed(&fw.table),
-                name: Cow::Borrowed(set),
-                ..Set::default()
-            }))));
-        }
-    }
-    c
+pub fn create_input_rule(fw: &FirewallConfig) -> String {
+    format!(
+        "insert rule {} {} {} udp dport @{} counter accept comment \"{ROUTER_COMMENT}\"",
+        fw.family.as_str(),
+        fw.table,
+        fw.input_chain,
+        fw.router_set
+    )
 }
 
-/// Apply a batch atomically; nft's own message on failure.
-pub async fn apply(commands: &Commands) -> Result<(), Error> {
-    if !commands.1.is_empty() {
-        nft(&["-f", "-"], commands.1.join("\n")).await?;
-    }
-    if !commands.0.is_empty() {
-        nft(&["-j", "-f", "-"], commands.to_json()).await?;
-    }
-    Ok(())
-}
-
-/// Run nft with `input` on its stdin.
-async fn nft(args: &[&str], input: String) -> Result<(), Error> {
-    use tokio::io::AsyncWriteExt;
-    let mut nft = tokio::process::Command::new("nft")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| Error(format!("cannot run nft: {e}")))?;
-    let mut stdin = nft.stdin.take().expect("piped stdin");
-    let written = stdin.write_all(input.as_bytes()).await;
-    drop(stdin);
-    let out = nft
-        .wait_with_output()
-        .await
-        .map_err(|e| Error(format!("nft: {e}")))?;
-    written.map_err(|e| Error(format!("nft: {e}")))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let message = String::from_utf8_lossy(&out.stderr);
-    Err(Error(format!(
-        "nft refused the batch: {}",
-        message.split_whitespace().collect::<Vec<_>>().join(" ")
-    )))
+/// A clean stop in `create` mode: delete an object we added.
+pub fn delete_object(fw: &FirewallConfig, kind: &str, name: &str) -> String {
+    format!("delete {}", object(fw, kind, name))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use super::*;
 
     #[test]
     fn parses_what_nft_lists() {
-        // nft 1.0.6, `nft -j list set inet fw4 ntpgate_lan6`.
-        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"set": {"family": "inet", "name": "ntpgate_lan6", "table": "fw4", "type": "ipv6_addr", "handle": 40, "comment": "ntpgate", "flags": ["timeout"], "elem": [{"elem": {"val": "2001:db8::50", "timeout": 60, "expires": 59, "counter": {"packets": 3, "bytes": 288}}}], "stmt": [{"counter": null}]}}]}"#;
+        // nft 1.0.6, `nft -j list set inet fw4 ntpgate_lan6`: one element
+        // of ours, one someone else added.
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"set": {"family": "inet", "name": "ntpgate_lan6", "table": "fw4", "type": "ipv6_addr", "handle": 40, "comment": "ntpgate-managed: LAN NTP servers open to the WAN", "flags": ["timeout"], "elem": [{"elem": {"val": "2001:db8::50", "timeout": 60, "expires": 59, "comment": "ntpgate-managed", "counter": {"packets": 3, "bytes": 288}}}, {"elem": {"val": "2001:db8::99", "timeout": 3600, "expires": 3599, "counter": {"packets": 0, "bytes": 0}}}], "stmt": [{"counter": null}]}}]}"#;
+        let listing = parse_set(json).unwrap();
         assert_eq!(
-            parse_set(json).unwrap(),
-            [(
-                "2001:db8::50".to_string(),
+            listing.comment.as_deref(),
+            Some("ntpgate-managed: LAN NTP servers open to the WAN")
+        );
+        assert_eq!(
+            (listing.kind.as_str(), listing.flags.as_slice()),
+            ("ipv6_addr", ["timeout".to_string()].as_slice())
+        );
+        let set = judge_set(listing, LAN_SET_TYPE);
+        let found = elements::<Ipv6Addr>(set.ours().expect("ours"));
+        assert_eq!(
+            found.ours,
+            BTreeMap::from([(
+                ip("2001:db8::50"),
                 Counters {
                     packets: 3,
                     bytes: 288
                 }
-            )]
+            )])
         );
-        let empty = r#"{"nftables": [{"metainfo": {}}, {"set": {"family": "inet", "name": "ntpgate_router", "table": "fw4", "type": "inet_service", "flags": ["timeout"]}}]}"#;
-        assert!(parse_set(empty).unwrap().is_empty());
-        let plain = r#"{"nftables": [{"set": {"elem": [123]}}]}"#;
-        assert_eq!(parse_set(plain).unwrap()[0].0, "123");
+        assert_eq!(found.foreign, BTreeSet::from([ip("2001:db8::99")]));
+        // `nft -t -j list set` of the flood set: its type, no elements.
+        let terse = r#"{"nftables": [{"metainfo": {}}, {"set": {"family": "inet", "name": "ntpgate_flood", "table": "fw4", "type": ["ipv6_addr", "ipv6_addr"], "handle": 4, "comment": "ntpgate-managed: per-source NTP rate limits", "size": 65535, "flags": ["timeout"], "timeout": 60}}]}"#;
+        assert!(matches!(
+            judge_set(parse_set(terse).unwrap(), LIMIT_SET_TYPE),
+            Seen::Ours(_)
+        ));
+        let plain = r#"{"nftables": [{"set": {"type": "inet_service", "elem": [123]}}]}"#;
+        assert_eq!(parse_set(plain).unwrap().elements[0].value, "123");
         assert!(parse_set("not json").is_err());
+        assert!(parse_set(r#"{"nftables": [{"set": {"elem": [1]}}]}"#).is_err());
+    }
+
+    #[test]
+    fn sets_without_our_comment_or_of_another_type_are_not_ours() {
+        let set = |comment: Option<&str>, kind: &str, flags: &[&str]| SetListing {
+            comment: comment.map(str::to_string),
+            kind: kind.into(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            elements: Vec::new(),
+        };
+        let users = judge_set(set(None, "ipv6_addr", &["timeout"]), LAN_SET_TYPE);
+        assert_eq!(
+            users,
+            Seen::Foreign(
+                "is not ntpgate's (it has no comment starting with \"ntpgate-managed\")".into()
+            )
+        );
+        // A comment the user may well write is not ours.
+        assert!(matches!(
+            judge_set(
+                set(Some("ntpgate: my hosts"), "ipv6_addr", &["timeout"]),
+                LAN_SET_TYPE
+            ),
+            Seen::Foreign(_)
+        ));
+        assert!(matches!(
+            judge_set(
+                set(Some("ntpgate-managedx"), "ipv6_addr", &["timeout"]),
+                LAN_SET_TYPE
+            ),
+            Seen::Foreign(_)
+        ));
+        assert_eq!(
+            judge_set(
+                set(Some("ntpgate-managed: x"), "ipv4_addr", &["interval"]),
+                LAN_SET_TYPE
+            ),
+            Seen::Foreign(
+                "is of type ipv4_addr with flags [interval], not ipv6_addr with timeouts".into()
+            )
+        );
+        assert!(matches!(
+            judge_set(
+                set(Some("ntpgate-managed"), "inet_service", &["timeout"]),
+                ROUTER_SET_TYPE
+            ),
+            Seen::Ours(_)
+        ));
     }
 
     #[test]
@@ -592,29 +655,89 @@ mod tests {
         // The fuzz target's first crash (fuzz/seeds/nft/crash-string).
         for text in [r#""version""#, "[1]", "7", "null", r#"{"nftables": 1}"#] {
             assert!(parse_set(text).is_err(), "{text}");
-            assert!(parse_rules(text).is_err(), "{text}");
+            assert!(parse_chain(text).is_err(), "{text}");
         }
     }
 
     #[test]
-    fn parses_our_rules_and_limits() {
-        // nft 1.0.6, `nft -j list chain inet fw4 ntpgate_limit`.
-        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "fw4", "name": "ntpgate_limit", "handle": 1}}, {"rule": {"family": "inet", "table": "fw4", "chain": "ntpgate_limit", "handle": 3, "comment": "ntpgate: limit 2001:db8::50 10", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "2001:db8::50"}}, {"set": {"op": "update", "elem": {"concat": [{"payload": {"protocol": "ip6", "field": "saddr"}}, {"payload": {"protocol": "ip6", "field": "daddr"}}]}, "set": "@ntpgate_flood", "stmt": [{"limit": {"rate": 10, "burst": 10, "per": "second", "inv": true}}]}}, {"counter": {"packets": 7, "bytes": 532}}, {"drop": null}]}}, {"rule": {"family": "inet", "table": "fw4", "chain": "ntpgate_limit", "handle": 4, "expr": [{"accept": null}]}}]}"#;
-        let rules = parse_rules(json).unwrap();
-        assert_eq!(rules.len(), 1, "only rules with our comment");
-        let (rule, counted) = &rules[0];
-        assert_eq!((rule.chain.as_str(), rule.handle), ("ntpgate_limit", 3));
-        assert_eq!(counted.packets, 7);
+    fn parses_chains_their_comments_and_our_rules() {
+        // nft 1.0.6, `nft -j list chain inet fw4 ntpgate_limit`: one limit
+        // rule of ours, one rule of the user's with a comment much like ours.
+        let json = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"chain": {"family": "inet", "table": "fw4", "name": "ntpgate_limit", "handle": 1}}, {"rule": {"family": "inet", "table": "fw4", "chain": "ntpgate_limit", "handle": 3, "comment": "ntpgate-managed: limit 2001:db8::50 10", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "2001:db8::50"}}, {"set": {"op": "update", "elem": {"concat": [{"payload": {"protocol": "ip6", "field": "saddr"}}, {"payload": {"protocol": "ip6", "field": "daddr"}}]}, "set": "@ntpgate_flood", "stmt": [{"limit": {"rate": 10, "burst": 10, "per": "second", "inv": true}}]}}, {"counter": {"packets": 7, "bytes": 532}}, {"drop": null}]}}, {"rule": {"family": "inet", "table": "fw4", "chain": "ntpgate_limit", "handle": 4, "comment": "ntpgate: limit 2001:db8::51 10", "expr": [{"accept": null}]}}]}"#;
+        let chain = parse_chain(json).unwrap();
+        assert_eq!((chain.handle, chain.hook.as_deref()), (1, None));
+        let limits = limit_rules(&chain);
+        assert_eq!(limits.foreign, 1, "only rules with our comment");
         assert_eq!(
-            parse_limit(&rule.comment),
-            Some(Limit {
-                address: "2001:db8::50".parse().unwrap(),
-                pps: 10
-            })
+            limits.rules,
+            [LimitRule {
+                handle: 3,
+                limit: Some(Limit {
+                    address: ip("2001:db8::50"),
+                    pps: 10
+                }),
+                counters: Counters {
+                    packets: 7,
+                    bytes: 532
+                }
+            }]
         );
-        assert_eq!(parse_limit("ntpgate: limit 2001:db8::50"), None);
-        assert_eq!(parse_limit("ntpgate: limit 2001:db8::50 10 x"), None);
-        assert!(parse_rules(r#"{"nftables": [{"rule": {"comment": "ntpgate: x"}}]}"#).is_err());
+        assert_eq!(parse_limit("ntpgate-managed: limit 2001:db8::50"), None);
+        assert_eq!(
+            parse_limit("ntpgate-managed: limit 2001:db8::50 10 x"),
+            None
+        );
+        assert!(parse_chain(r#"{"nftables": [{"chain": {"name": "x"}}]}"#).is_err());
+        assert!(
+            parse_chain(r#"{"nftables": [{"chain": {"handle": 1}}, {"rule": {"comment": "x"}}]}"#)
+                .is_err()
+        );
+
+        // `nft list chain inet fw4 ntpgate_limit`, text: the comment.
+        let text = "table inet fw4 {\n\tchain ntpgate_limit {\n\t\tcomment \"ntpgate-managed: the per-source NTP rate limits\"\n\t\tip6 daddr 2001:db8::50 drop comment \"x\"\n\t}\n}\n";
+        let comment = parse_chain_comment(text, "ntpgate_limit");
+        assert_eq!(
+            comment.as_deref(),
+            Some("ntpgate-managed: the per-source NTP rate limits")
+        );
+        assert!(matches!(
+            judge_chain(chain.clone(), comment.as_deref()),
+            Seen::Ours(_)
+        ));
+        let bare = "table inet fw4 {\n\tchain ntpgate_limit {\n\t\tip6 daddr 2001:db8::50 drop comment \"ntpgate-managed: x\"\n\t}\n}\n";
+        assert_eq!(parse_chain_comment(bare, "ntpgate_limit"), None);
+        assert!(matches!(judge_chain(chain, None), Seen::Foreign(_)));
+        // fw4's input chain: a base chain is never ours, whatever its comment.
+        let input = parse_chain(r#"{"nftables": [{"chain": {"family": "inet", "table": "fw4", "name": "input", "handle": 2, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}]}"#).unwrap();
+        assert_eq!(
+            judge_chain(input, Some("ntpgate-managed")),
+            Seen::Foreign("is a base chain (hook input)".into())
+        );
+    }
+
+    #[test]
+    fn our_rules_are_those_with_our_mark() {
+        let chain = ChainListing {
+            handle: 1,
+            hook: Some("forward".into()),
+            rules: [
+                (5, Some(ACCEPT_COMMENT)),
+                (6, Some("ntpgate: NTP pinholes")),
+                (7, None),
+                (8, Some("ntpgate-managed: NTP rate limits")),
+            ]
+            .map(|(handle, comment)| RuleListing {
+                handle,
+                comment: comment.map(str::to_string),
+                counters: Counters::default(),
+            })
+            .into(),
+        };
+        let ours: Vec<u64> = our_rules(&chain, "forward")
+            .iter()
+            .map(|r| r.handle)
+            .collect();
+        assert_eq!(ours, [5, 8]);
     }
 
     fn ip(s: &str) -> Ipv6Addr {
@@ -622,133 +745,50 @@ mod tests {
     }
 
     #[test]
-    fn batch_refreshes_adds_and_removes_only_our_elements() {
+    fn builds_what_nft_reads() {
         let fw = FirewallConfig::default();
+        assert_eq!(
+            elements_command(&fw, "add", "ntpgate_lan6", vec![json!("2001:db8::2")], 60)
+                .to_string(),
+            r#"{"add":{"element":{"elem":[{"elem":{"comment":"ntpgate-managed","timeout":60,"val":"2001:db8::2"}}],"family":"inet","name":"ntpgate_lan6","table":"fw4"}}}"#
+        );
+        assert_eq!(
+            elements_command(&fw, "delete", "ntpgate_router", vec![json!(123)], 0).to_string(),
+            r#"{"delete":{"element":{"elem":[123],"family":"inet","name":"ntpgate_router","table":"fw4"}}}"#
+        );
         let limit = Limit {
             address: ip("2001:db8::2"),
             pps: 50,
         };
-        let current = Current {
-            lan: BTreeMap::from([(ip("2001:db8::1"), Counters::default())]),
-            ..Current::default()
-        };
-        let desired = Desired {
-            lan: [ip("2001:db8::2")].into(),
-            router: [123].into(),
-            limits: [limit].into(),
-        };
-        let json = batch(&fw, &current, &desired, 60).to_json();
         assert_eq!(
-            json,
-            r#"{"nftables":[{"delete":{"element":{"elem":["2001:db8::1"],"family":"inet","name":"ntpgate_lan6","table":"fw4"}}},{"add":{"element":{"elem":[{"elem":{"comment":null,"counter":null,"expires":null,"timeout":60,"val":"2001:db8::2"}}],"family":"inet","name":"ntpgate_lan6","table":"fw4"}}},{"add":{"element":{"elem":[{"elem":{"comment":null,"counter":null,"expires":null,"timeout":60,"val":123}}],"family":"inet","name":"ntpgate_router","table":"fw4"}}},{"flush":{"chain":{"family":"inet","name":"ntpgate_limit","table":"fw4"}}},{"add":{"rule":{"chain":"ntpgate_limit","comment":"ntpgate: limit 2001:db8::2 50","expr":[{"match":{"left":{"payload":{"field":"daddr","protocol":"ip6"}},"op":"==","right":"2001:db8::2"}},{"set":{"elem":{"concat":[{"payload":{"field":"saddr","protocol":"ip6"}},{"payload":{"field":"daddr","protocol":"ip6"}}]},"op":"update","set":"@ntpgate_flood","stmt":[{"limit":{"burst":50,"inv":true,"per":"second","rate":50}}]}},{"counter":null},{"drop":null}],"family":"inet","table":"fw4"}}}]}"#
+            add_limit_rule(&fw, &limit).to_string(),
+            r#"{"add":{"rule":{"chain":"ntpgate_limit","comment":"ntpgate-managed: limit 2001:db8::2 50","expr":[{"match":{"left":{"payload":{"field":"daddr","protocol":"ip6"}},"op":"==","right":"2001:db8::2"}},{"set":{"elem":{"concat":[{"payload":{"field":"saddr","protocol":"ip6"}},{"payload":{"field":"daddr","protocol":"ip6"}}]},"op":"update","set":"@ntpgate_flood","stmt":[{"limit":{"burst":50,"inv":true,"per":"second","rate":50}}]}},{"counter":null},{"drop":null}],"family":"inet","table":"fw4"}}}"#
         );
-        // Limits in place: only the elements are refreshed.
-        let current = Current {
-            limits: BTreeMap::from([(limit, Counters::default())]),
-            ..current
-        };
-        assert!(
-            !batch(&fw, &current, &desired, 60)
-                .to_json()
-                .contains("limit")
+        assert_eq!(
+            delete_rule(&fw, "ntpgate_limit", 9).to_string(),
+            r#"{"delete":{"rule":{"chain":"ntpgate_limit","family":"inet","handle":9,"table":"fw4"}}}"#
         );
-    }
-
-    fn verbs(c: &Commands) -> Vec<String> {
-        c.0.iter()
-            .map(|v| {
-                let (verb, body) = v.as_object().unwrap().iter().next().unwrap();
-                let (kind, o) = body.as_object().unwrap().iter().next().unwrap();
-                let name = o["comment"]
-                    .as_str()
-                    .filter(|_| kind == "rule")
-                    .or(o["name"].as_str())
-                    .or(o["handle"].as_u64().map(|_| "by handle"))
-                    .unwrap_or_default();
-                format!("{verb} {kind} {name}")
-            })
-            .collect()
-    }
-
-    #[test]
-    fn create_mode_adds_what_is_missing_and_removes_all_it_added() {
-        let fw = FirewallConfig {
+        let plain = FirewallConfig {
+            family: crate::config::firewall::Family::Ip6,
             table: "filter".into(),
             create: true,
             ..FirewallConfig::default()
         };
-        let everything: Vec<String> = [
-            "set inet filter ntpgate_lan6",
-            "set inet filter ntpgate_router",
-            "chain inet filter ntpgate_limit",
-            "set inet filter ntpgate_flood",
-            "rule \"ntpgate: NTP rate limits\"",
-            "rule \"ntpgate: NTP pinholes\"",
-            "rule \"ntpgate: the router's NTP server\"",
-        ]
-        .map(String::from)
-        .into();
-        let all = create(&fw, &Current::default(), &everything);
         assert_eq!(
-            all.1,
-            [
-                "add set inet filter ntpgate_flood { type ipv6_addr . ipv6_addr; flags dynamic, timeout; timeout 60s; size 65535; comment \"ntpgate\"; }"
-            ]
+            create_set(&plain, "ntpgate_flood"),
+            "add set ip6 filter ntpgate_flood { type ipv6_addr . ipv6_addr; flags dynamic, timeout; timeout 60s; size 65535; comment \"ntpgate-managed: per-source NTP rate limits\"; }"
         );
         assert_eq!(
-            verbs(&all),
-            [
-                "add set ntpgate_lan6",
-                "add set ntpgate_router",
-                "add chain ntpgate_limit",
-                "insert rule ntpgate: NTP pinholes",
-                "insert rule ntpgate: NTP rate limits",
-                "insert rule ntpgate: the router's NTP server",
-            ]
+            create_set(&plain, "ntpgate_lan6"),
+            "add set ip6 filter ntpgate_lan6 { type ipv6_addr; flags timeout; counter; comment \"ntpgate-managed: LAN NTP servers open to the WAN\"; }"
         );
-        // The jump went: the accept that is left goes too, so that the
-        // jump is put back above it.
-        let accept = OurRule {
-            chain: "forward".into(),
-            handle: 9,
-            comment: ACCEPT_COMMENT.into(),
-        };
-        let current = Current {
-            rules: vec![accept.clone()],
-            ..Current::default()
-        };
         assert_eq!(
-            verbs(&create(&fw, &current, &everything[4..5])),
-            [
-                "delete rule by handle",
-                "insert rule ntpgate: NTP pinholes",
-                "insert rule ntpgate: NTP rate limits",
-            ]
+            create_chain(&plain),
+            "add chain ip6 filter ntpgate_limit { comment \"ntpgate-managed: the per-source NTP rate limits\"; }"
         );
-        let found = Found {
-            current: Current {
-                lan: BTreeMap::from([(ip("2001:db8::1"), Counters::default())]),
-                rules: vec![accept],
-                ..Current::default()
-            },
-            missing: Vec::new(),
-        };
         assert_eq!(
-            verbs(&remove(&fw, &found)),
-            [
-                "delete element ntpgate_lan6",
-                "delete rule by handle",
-                "delete chain ntpgate_limit",
-                "delete set ntpgate_lan6",
-                "delete set ntpgate_router",
-                "delete set ntpgate_flood",
-            ]
-        );
-        // With fw4 the include files' objects stay: only elements go.
-        let fw4 = FirewallConfig::default();
-        assert_eq!(
-            verbs(&remove(&fw4, &found)),
-            ["delete element ntpgate_lan6"]
+            create_input_rule(&plain),
+            "insert rule ip6 filter input udp dport @ntpgate_router counter accept comment \"ntpgate-managed: the router's NTP server\""
         );
     }
 }

@@ -3,7 +3,7 @@
 //! The firewall shell makes nftables match its result, on every event and
 //! on a timer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv6Addr;
 
 use crate::config::pinhole::{Pinhole, Target, is_global};
@@ -146,26 +146,83 @@ fn in_prefixes(a: Ipv6Addr, prefixes: &[(Ipv6Addr, u8)]) -> bool {
         .any(|&(n, len)| net::mask(a.into(), len) == std::net::IpAddr::V6(n))
 }
 
+/// The health checks' verdicts: by pinhole name, then by address. Each of
+/// a host's addresses is checked, and opened, on its own.
+pub type Verdicts = HashMap<String, BTreeMap<Ipv6Addr, Health>>;
+
+/// The verdicts that still hold under a new config: those of pinholes whose
+/// host and checks did not change. A pinhole pointed elsewhere, or checked
+/// anew, waits for its first check again.
+pub fn carried_over(old: &[Pinhole], new: &[Pinhole], verdicts: &Verdicts) -> Verdicts {
+    let same_host = |a: &Pinhole, b: &Pinhole| {
+        a.enabled
+            && a.health_check
+            && (
+                a.enabled,
+                a.health_check,
+                a.target,
+                &a.interface,
+                a.device_given,
+            ) == (
+                b.enabled,
+                b.health_check,
+                b.target,
+                &b.interface,
+                b.device_given,
+            )
+            && (!a.device_given || a.device == b.device)
+    };
+    verdicts
+        .iter()
+        .filter(|(name, _)| {
+            let find = |list: &[Pinhole]| list.iter().find(|p| &p.name == *name).cloned();
+            find(old)
+                .zip(find(new))
+                .is_some_and(|(a, b)| same_host(&a, &b))
+        })
+        .map(|(name, v)| (name.clone(), v.clone()))
+        .collect()
+}
+
+/// Which of a health-checked host's addresses open, and why the others do
+/// not (`None`: all open).
+fn checked(
+    addresses: &[Ipv6Addr],
+    verdicts: Option<&BTreeMap<Ipv6Addr, Health>>,
+) -> (Vec<Ipv6Addr>, Option<String>) {
+    let verdict = |a: &Ipv6Addr| verdicts.and_then(|v| v.get(a)).unwrap_or(&Health::Unknown);
+    let good: Vec<Ipv6Addr> = addresses
+        .iter()
+        .copied()
+        .filter(|a| *verdict(a) == Health::Good)
+        .collect();
+    let why_not = addresses
+        .iter()
+        .filter(|a| *verdict(a) != Health::Good)
+        .map(|a| match verdict(a) {
+            Health::Bad(why) => format!("health check failed: {why}"),
+            _ if addresses.len() == 1 => "waiting for the first health check".to_string(),
+            _ => format!("{a}: waiting for its first health check"),
+        })
+        .min_by_key(|why| !why.starts_with("health"));
+    (good, why_not)
+}
+
 /// The plan. `lans` maps a device to its state; `health` holds the checks'
-/// results by pinhole name.
-pub fn plan(
-    pinholes: &[Pinhole],
-    lans: &HashMap<String, LanState>,
-    health: &HashMap<String, Health>,
-) -> Plan {
+/// verdicts.
+pub fn plan(pinholes: &[Pinhole], lans: &HashMap<String, LanState>, health: &Verdicts) -> Plan {
     let mut result = Plan::default();
     for p in pinholes {
-        let (addresses, open, reason) = match lans.get(&p.device) {
-            _ if !p.enabled => (Vec::new(), false, "disabled".to_string()),
+        let (addresses, open_addresses, reason) = match lans.get(&p.device) {
+            _ if !p.enabled => (Vec::new(), Vec::new(), "disabled".to_string()),
             None => (
                 Vec::new(),
-                false,
+                Vec::new(),
                 format!("device {} ({}) not found", p.device, p.interface),
             ),
-            Some(lan) if !lan.up => (Vec::new(), false, format!("{} is down", lan.device)),
+            Some(lan) if !lan.up => (Vec::new(), Vec::new(), format!("{} is down", lan.device)),
             Some(lan) => {
                 let addrs = addresses(p, lan);
-                let checked = health.get(&p.name).cloned().unwrap_or(Health::Unknown);
                 if addrs.is_empty() {
                     let why = match p.target {
                         Target::Address(a) => {
@@ -176,30 +233,34 @@ pub fn plan(
                         }
                         _ => "host not seen on the LAN".to_string(),
                     };
-                    (addrs, false, why)
-                } else if p.health_check && checked != Health::Good {
-                    let why = match checked {
-                        Health::Bad(why) => format!("health check failed: {why}"),
-                        _ => "waiting for the first health check".to_string(),
+                    (addrs, Vec::new(), why)
+                } else if p.health_check {
+                    let (good, why_not) = checked(&addrs, health.get(&p.name));
+                    let reason = match (good.is_empty(), why_not) {
+                        (_, None) => "open".to_string(),
+                        (true, Some(why)) => why,
+                        (false, Some(why)) => format!(
+                            "open for {} of {} addresses; {why}",
+                            good.len(),
+                            addrs.len()
+                        ),
                     };
-                    (addrs, false, why)
+                    (addrs, good, reason)
                 } else {
-                    (addrs, true, "open".to_string())
+                    (addrs.clone(), addrs, "open".to_string())
                 }
             }
         };
-        if open {
-            result.holes.extend(addresses.iter().copied());
-            if let Some(pps) = p.limit_pps {
-                result
-                    .limits
-                    .extend(addresses.iter().map(|&address| Limit { address, pps }));
-            }
+        result.holes.extend(open_addresses.iter().copied());
+        if let Some(pps) = p.limit_pps {
+            result
+                .limits
+                .extend(open_addresses.iter().map(|&address| Limit { address, pps }));
         }
         result.pinholes.push(PinholeState {
             name: p.name.clone(),
             addresses,
-            open,
+            open: !open_addresses.is_empty(),
             reason,
         });
     }
@@ -359,17 +420,99 @@ mod tests {
                 "device br-guest (guest) not found"
             ]
         );
-        let good = HashMap::from([("nas".to_string(), Health::Good)]);
+        let good = verdicts("nas", &[("2001:db8:1::50", Health::Good)]);
         assert_eq!(
             plan(&p, &lans, &good).holes,
             BTreeSet::from([ip("2001:db8:1::50")])
         );
-        let bad = HashMap::from([("nas".to_string(), Health::Bad("leap 3".into()))]);
+        let bad = verdicts("nas", &[("2001:db8:1::50", Health::Bad("leap 3".into()))]);
         let r = plan(&p, &lans, &bad);
         assert!(r.holes.is_empty());
         assert_eq!(r.pinholes[0].reason, "health check failed: leap 3");
         let mut down = lans.clone();
         down.get_mut("br-lan").unwrap().up = false;
         assert_eq!(plan(&p, &down, &good).pinholes[0].reason, "br-lan is down");
+    }
+
+    fn verdicts(name: &str, by_address: &[(&str, Health)]) -> Verdicts {
+        HashMap::from([(
+            name.to_string(),
+            by_address.iter().map(|(a, h)| (ip(a), h.clone())).collect(),
+        )])
+    }
+
+    #[test]
+    fn each_address_opens_on_its_own_health_check() {
+        // A host by MAC: its EUI-64 address and the neighbour address.
+        let mut p = pinhole("pc", Target::Mac([2, 0, 0, 0, 0, 7]));
+        p.health_check = true;
+        let lans = lan(&[("2001:db8:1::1", false, false)]);
+        let (eui64, other) = (ip("2001:db8:1::ff:fe00:7"), ip("2001:db8:1:0:aaaa::1"));
+        let r = plan(
+            std::slice::from_ref(&p),
+            &lans,
+            &verdicts("pc", &[("2001:db8:1::ff:fe00:7", Health::Good)]),
+        );
+        assert_eq!(r.holes, BTreeSet::from([eui64]), "unchecked: not open");
+        assert_eq!(r.pinholes[0].addresses, [eui64, other]);
+        assert!(r.pinholes[0].open);
+        assert_eq!(
+            r.pinholes[0].reason,
+            "open for 1 of 2 addresses; 2001:db8:1:0:aaaa::1: waiting for its first health check"
+        );
+        let r = plan(
+            std::slice::from_ref(&p),
+            &lans,
+            &verdicts(
+                "pc",
+                &[
+                    ("2001:db8:1::ff:fe00:7", Health::Good),
+                    ("2001:db8:1:0:aaaa::1", Health::Bad("no answer".into())),
+                ],
+            ),
+        );
+        assert_eq!(r.holes, BTreeSet::from([eui64]), "failed: not open");
+        assert!(
+            r.pinholes[0]
+                .reason
+                .ends_with("health check failed: no answer")
+        );
+        // A new prefix: the new address waits for its own check.
+        let moved = lan(&[("2001:db8:2::1", false, false)]);
+        let r = plan(
+            std::slice::from_ref(&p),
+            &moved,
+            &verdicts("pc", &[("2001:db8:1::ff:fe00:7", Health::Good)]),
+        );
+        assert!(r.holes.is_empty());
+    }
+
+    #[test]
+    fn a_reload_keeps_only_the_verdicts_of_unchanged_pinholes() {
+        let mut nas = pinhole("nas", Target::Suffix(ip("::50")));
+        nas.health_check = true;
+        let mut pc = pinhole("pc", Target::Suffix(ip("::60")));
+        pc.health_check = true;
+        let old = [nas.clone(), pc.clone()];
+        let mut all = verdicts("nas", &[("2001:db8:1::50", Health::Good)]);
+        all.extend(verdicts("pc", &[("2001:db8:1::60", Health::Good)]));
+        // Unchanged, or changed in what does not move the host: kept.
+        let mut limited = nas.clone();
+        limited.limit_pps = Some(10);
+        let kept = carried_over(&old, &[limited, pc.clone()], &all);
+        assert_eq!(kept, all);
+        // Pointed at another host, or its checks turned off and on: gone.
+        let mut retargeted = pc.clone();
+        retargeted.target = Target::Suffix(ip("::50"));
+        let kept = carried_over(&old, &[nas.clone(), retargeted], &all);
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["nas"]);
+        let mut unchecked = nas.clone();
+        unchecked.health_check = false;
+        let off = carried_over(&old, &[unchecked.clone(), pc.clone()], &all);
+        assert!(
+            !carried_over(&[unchecked, pc.clone()], &[nas.clone(), pc], &off).contains_key("nas")
+        );
+        // A pinhole taken out of the config: gone.
+        assert!(!carried_over(&old, &[nas], &all).contains_key("pc"));
     }
 }

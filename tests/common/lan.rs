@@ -152,6 +152,16 @@ impl Network {
         run_ok(self.router.command("nft").arg(command))
     }
 
+    /// `nft -s list table FAMILY TABLE`: the table without its counters
+    /// (traffic moves them), to compare before and after.
+    pub fn listing(&self, family: &str, table: &str) -> String {
+        run_ok(
+            self.router
+                .command("nft")
+                .args(["-s", "list", "table", family, table]),
+        )
+    }
+
     /// Does an NTP query from the WAN host to `[addr]:port` get an answer?
     pub fn answers(&self, addr: &str, port: u16) -> bool {
         self.wan

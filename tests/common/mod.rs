@@ -232,6 +232,20 @@ impl Daemon {
         parse_counters(&self.usr1_line("notice: counters:"))
     }
 
+    /// SIGTERM, and the exit status if the daemon is gone within `limit`.
+    pub fn stop_within(mut self, limit: Duration) -> Option<(std::process::ExitStatus, String)> {
+        self.signal("TERM");
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let _ = self.drained.recv_timeout(Duration::from_secs(5));
+                return Some((status, self.log()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGTERM, and the exit status.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         self.signal("TERM");
