@@ -15,14 +15,18 @@
 //! themselves when the daemon is gone. The per-element counters restart
 //! with each refresh; the reconciler keeps the running totals.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
+use nftables::expr::{Elem, Expression, NamedExpression};
+use nftables::schema::{Element, NfCmd, NfListObject};
+use nftables::types::NfFamily;
 use serde_json::{Value, json};
 
 use super::plan::Limit;
-use crate::config::firewall::FirewallConfig;
+use crate::config::firewall::{Family, FirewallConfig};
 
 /// The start of every comment the daemon and its include files write, and
 /// of no other: what makes an object, a rule or an element ours.
@@ -421,6 +425,17 @@ impl Commands {
     }
 }
 
+fn family(fw: &FirewallConfig) -> NfFamily {
+    match fw.family {
+        Family::Inet => NfFamily::INet,
+        Family::Ip6 => NfFamily::IP6,
+    }
+}
+
+fn command(cmd: NfCmd<'_>) -> Value {
+    serde_json::to_value(cmd).expect("nft commands serialize")
+}
+
 /// Add elements (with a timeout and our comment) to a set, or delete them.
 pub fn elements_command(
     fw: &FirewallConfig,
@@ -429,17 +444,38 @@ pub fn elements_command(
     values: Vec<Value>,
     timeout: u32,
 ) -> Value {
-    let elem: Vec<Value> = if verb == "add" {
-        values
-            .into_iter()
-            .map(|val| json!({ "elem": { "val": val, "timeout": timeout, "comment": MARK } }))
-            .collect()
+    let adding = verb == "add";
+    let elem: Vec<Expression<'_>> = values
+        .into_iter()
+        .map(|val| {
+            let val = match val {
+                Value::Number(n) => Expression::Number(n.as_u64().unwrap_or_default() as u32),
+                other => Expression::String(Cow::Owned(other.as_str().unwrap_or_default().into())),
+            };
+            if adding {
+                Expression::Named(NamedExpression::Elem(Elem {
+                    val: Box::new(val),
+                    timeout: Some(timeout),
+                    expires: None,
+                    comment: Some(Cow::Borrowed(MARK)),
+                    counter: None,
+                }))
+            } else {
+                val
+            }
+        })
+        .collect();
+    let element = NfListObject::Element(Element {
+        family: family(fw),
+        table: Cow::Borrowed(&fw.table),
+        name: Cow::Borrowed(set),
+        elem: Cow::Owned(elem),
+    });
+    command(if adding {
+        NfCmd::Add(element)
     } else {
-        values
-    };
-    json!({ verb: { "element": {
-        "family": fw.family.as_str(), "table": fw.table, "name": set, "elem": elem,
-    } } })
+        NfCmd::Delete(element)
+    })
 }
 
 fn payload(protocol: &str, field: &str) -> Value {
@@ -750,7 +786,9 @@ mod tests {
         assert_eq!(
             elements_command(&fw, "add", "ntpgate_lan6", vec![json!("2001:db8::2")], 60)
                 .to_string(),
-            r#"{"add":{"element":{"elem":[{"elem":{"comment":"ntpgate-managed","timeout":60,"val":"2001:db8::2"}}],"family":"inet","name":"ntpgate_lan6","table":"fw4"}}}"#
+            // The nftables crate writes the fields it does not set as null,
+            // which nft reads as absent.
+            r#"{"add":{"element":{"elem":[{"elem":{"comment":"ntpgate-managed","counter":null,"expires":null,"timeout":60,"val":"2001:db8::2"}}],"family":"inet","name":"ntpgate_lan6","table":"fw4"}}}"#
         );
         assert_eq!(
             elements_command(&fw, "delete", "ntpgate_router", vec![json!(123)], 0).to_string(),
