@@ -178,7 +178,7 @@ impl Handler for Netifd {
 fn pinhole_devices_come_from_netifd() {
     let net = Network::build();
     let socket = scratch_dir().join("ubus.sock");
-    let _ubusd = Ubusd::start(&socket);
+    let ubusd = Ubusd::start(&socket);
     let owner_socket = socket.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -221,6 +221,21 @@ fn pinhole_devices_come_from_netifd() {
         .unwrap_or_else(|| panic!("no hole: {}", d.log()));
     assert!(
         d.log().contains("pinholes: interface devices from netifd"),
+        "{}",
+        d.log()
+    );
+
+    // netifd goes away (ubusd restarts without it): at its next ask (every
+    // 30 s) the daemon falls back to the network config, whose device
+    // does not hold the host: the hole closes.
+    ubusd.restart();
+    within_every(Duration::from_secs(1), Duration::from_secs(45), || {
+        !net.answers(LAN_HOST, 123)
+    })
+    .unwrap_or_else(|| panic!("the hole stayed on netifd's old answer: {}", d.log()));
+    assert!(
+        d.log()
+            .contains("devices from the network config until it answers again"),
         "{}",
         d.log()
     );

@@ -270,8 +270,15 @@ async fn reconcile_task(
                     *lock(&shared.firewall.config) = pinholes.clone();
                 }
                 Err(e) if netifd_answered => {
-                    warning!("pinholes: netifd: {e}; keeping the devices it gave last");
+                    // netifd is gone (or restarting): its last answer may be
+                    // stale by the time it is back; the network config is
+                    // what netifd itself starts from.
+                    warning!(
+                        "pinholes: netifd: {e}; devices from the network config until it answers again"
+                    );
                     netifd_answered = false;
+                    pinholes = configured.clone();
+                    *lock(&shared.firewall.config) = pinholes.clone();
                 }
                 Err(_) => {}
             }
