@@ -175,6 +175,7 @@ pub fn format_utc(t: UnixNanos) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::thread::JoinHandleExt;
 
     #[test]
     fn utc_formatting() {
@@ -224,19 +225,14 @@ mod tests {
         }
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         let address = server.local_addr().unwrap();
-        let (thread, asking) = std::sync::mpsc::channel();
-        let client = std::thread::spawn(move || {
-            // SAFETY: pthread_self has no preconditions.
-            thread.send(unsafe { libc::pthread_self() }).unwrap();
-            exchange(address, Duration::from_secs(2))
-        });
+        let client = std::thread::spawn(move || exchange(address, Duration::from_secs(2)));
         let mut request = [0u8; 1024];
         let (_, from) = server.recv_from(&mut request).unwrap();
         // Well inside its wait for the answer.
         std::thread::sleep(Duration::from_millis(100));
         // SAFETY: the client thread is alive: it waits for our answer.
         assert_eq!(
-            unsafe { libc::pthread_kill(asking.recv().unwrap(), libc::SIGUSR2) },
+            unsafe { libc::pthread_kill(client.as_pthread_t() as libc::pthread_t, libc::SIGUSR2) },
             0
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -169,10 +169,10 @@ fn pinholes_follow_the_lan_and_close_when_they_should() {
         !net.elements("ntpgate_lan6").contains(NEW_LAN_HOST)
     })
     .expect("closed when the LAN server stopped");
-    assert!(
-        d.log().contains("pinhole nas: closed: health check failed"),
-        "{}",
-        d.log()
+    // Logged once the firewall holds it, which the check above may beat.
+    d.wait_for_log(
+        |l| l.contains("pinhole nas: closed: health check failed"),
+        "the health check's verdict",
     );
     lan_ntp = LanChronyd::start(&net);
     within(Duration::from_secs(8), || net.answers(NEW_LAN_HOST, 123))
@@ -450,8 +450,14 @@ fn a_chain_that_is_not_ours_is_never_written_to() {
     let _lan_ntp = lan_server(&net);
     let config = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption pinhole_timeout '6'\nconfig firewall\n\toption limit_chain 'user_limits'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '10'\n";
     let d = Daemon::start_with(net.router.command(BIN), config, 1);
-    // Two checks later nothing has been written.
-    std::thread::sleep(Duration::from_secs(4));
+    // Once the daemon has looked (and refused), nothing has been written,
+    // and the status does not call the hole open.
+    d.wait_for_log(|l| l.contains("refusing to write"), "the refusal");
+    let line = d.usr1_line("notice: pinhole: nas");
+    assert!(
+        line.contains("closed") && line.contains("the firewall was not written"),
+        "{line}"
+    );
     assert_eq!(net.listing("inet", "fw4"), before, "{}", d.log());
     assert!(!net.answers(LAN_HOST, 123));
     assert!(
@@ -462,7 +468,7 @@ fn a_chain_that_is_not_ours_is_never_written_to() {
         d.log()
     );
     assert_eq!(
-        d.log().matches("refusing").count(),
+        d.log().matches("error: pinholes: refusing").count(),
         1,
         "said once: {}",
         d.log()
@@ -486,7 +492,7 @@ fn a_clean_stop_leaves_fw4s_table_as_it_found_it() {
     let before = net.listing("inet", "fw4");
     let _lan_ntp = lan_server(&net);
     let config = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption serve_wan '1'\n\toption pinhole_timeout '6'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '10'\n";
-    let d = Daemon::start_with(net.router.command(BIN), config, 1);
+    let (d, nft_log) = recorded_daemon(&net, config);
     within(Duration::from_secs(10), || net.answers(LAN_HOST, 123)).expect("the pinhole opened");
     assert!(net.answers(ROUTER_WAN, 123));
     send_from(&net, WAN_HOST, LAN_HOST, 50, Duration::from_millis(200));
@@ -495,8 +501,8 @@ fn a_clean_stop_leaves_fw4s_table_as_it_found_it() {
             .contains(WAN_HOST),
         "the flood left no state"
     );
-    // Checks later (every 2 s), the other element is untouched.
-    std::thread::sleep(Duration::from_secs(3));
+    // Checks later, the other element is untouched.
+    two_more_checks(&nft_log, "ntpgate_lan6");
     let listing = net.nft("list set inet fw4 ntpgate_lan6");
     assert!(listing.contains(OTHER_LAN_HOST), "{listing}");
     assert!(
@@ -527,12 +533,12 @@ fn create_mode_never_takes_over_the_users_sets() {
     let base = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption serve_wan '1'\n\toption pinhole_timeout '6'\nconfig firewall\n\toption family 'ip6'\n\toption table 'filter'\n\toption create '1'\n";
     let pinhole = "config pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '10'\n";
 
-    let d = Daemon::start_with(
-        net.router.command(BIN),
+    let (d, nft_log) = recorded_daemon(
+        &net,
         &format!("{base}\toption lan_set 'trusted'\n{pinhole}"),
-        1,
     );
-    std::thread::sleep(Duration::from_secs(4));
+    d.wait_for_log(|l| l.contains("refusing to write"), "the refusal");
+    two_more_checks(&nft_log, "trusted");
     assert_eq!(net.listing("ip6", "filter"), before, "{}", d.log());
     assert!(!net.answers(LAN_HOST, 123));
     assert!(
@@ -546,16 +552,15 @@ fn create_mode_never_takes_over_the_users_sets() {
     assert_eq!(net.listing("ip6", "filter"), before, "{log}");
 
     // A map under the flood set's name: adding the set fails as a whole.
-    let d = Daemon::start_with(
-        net.router.command(BIN),
+    let (d, nft_log) = recorded_daemon(
+        &net,
         &format!("{base}\toption limit_set 'blocked'\n{pinhole}"),
-        1,
     );
     d.wait_for_log(|l| l.contains("pinholes: cannot add"), "the failure");
-    std::thread::sleep(Duration::from_secs(4));
+    two_more_checks(&nft_log, "ntpgate_lan6");
     assert_eq!(net.listing("ip6", "filter"), before, "{}", d.log());
     assert_eq!(
-        d.log().matches("cannot add").count(),
+        d.log().matches("pinholes: cannot add").count(),
         1,
         "said once: {}",
         d.log()
@@ -646,18 +651,39 @@ rm -f \"$out\"
 exit $status
 ";
 
+/// The daemon in the router with [`RECORDING_NFT`] first on its PATH, so
+/// that a test can wait for its checks (each reads the firewall).
+fn recorded_daemon(net: &Network, config: &str) -> (Daemon, std::path::PathBuf) {
+    let (dir, path) = nft_stand_in(RECORDING_NFT);
+    let mut cmd = net.router.command(BIN);
+    cmd.env("PATH", &path);
+    (Daemon::start_with(cmd, config, 1), dir.join("nft.log"))
+}
+
+/// Wait (up to 20 s) until the daemon ran `nft ... list ... {what}` twice
+/// more: two checks went by.
+fn two_more_checks(log: &std::path::Path, what: &str) {
+    let count = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" list ") && l.ends_with(what))
+            .count()
+    };
+    let before = count();
+    within(Duration::from_secs(20), || count() >= before + 2)
+        .unwrap_or_else(|| panic!("no two checks of {what}"));
+}
+
 /// In `create` mode the flood set (up to 65535 elements in a flood) is
 /// checked for being there and ours, never listed whole.
 #[test]
 fn the_flood_set_is_never_listed_whole() {
     let net = Network::with_ruleset(PLAIN_RULESET, ["ip6", "filter"]);
     let _lan_ntp = lan_server(&net);
-    let (dir, path) = nft_stand_in(RECORDING_NFT);
-    let log_file = dir.join("nft.log");
     let config = "config server\n\toption port '123'\n\toption local_stratum '3'\n\toption pinhole_timeout '6'\nconfig firewall\n\toption family 'ip6'\n\toption table 'filter'\n\toption create '1'\nconfig pinhole 'nas'\n\toption device 'br-lan'\n\toption suffix '::50'\n\toption limit_pps '100'\n";
-    let mut cmd = net.router.command(BIN);
-    cmd.env("PATH", &path);
-    let d = Daemon::start_with(cmd, config, 1);
+    let (d, log_file) = recorded_daemon(&net, config);
+    let dir = log_file.parent().unwrap().to_path_buf();
     within(Duration::from_secs(10), || net.answers(LAN_HOST, 123)).expect("the pinhole opened");
 
     // The state a flood from 20000 sources leaves.
@@ -678,7 +704,7 @@ fn the_flood_set_is_never_listed_whole() {
     assert!(whole > 500_000, "the flood set lists in {whole} bytes");
 
     std::fs::write(&log_file, "").unwrap();
-    std::thread::sleep(Duration::from_secs(5));
+    two_more_checks(&log_file, "ntpgate_flood");
     let runs = std::fs::read_to_string(&log_file).unwrap();
     let flood_checks = runs
         .lines()

@@ -285,53 +285,66 @@ async fn reconcile_task(
         }
         let health = lock(&shared.firewall.health).clone();
         let planned = plan::plan(&pinholes, &lan_states(&pinholes, &snapshot), &health);
-        {
-            let mut states = lock(&shared.firewall.pinholes);
-            log_changes(&states, &planned.pinholes);
-            let moved = planned.pinholes.iter().any(|p| {
+        let moved = {
+            let states = lock(&shared.firewall.pinholes);
+            planned.pinholes.iter().any(|p| {
                 !states
                     .iter()
                     .any(|s| s.name == p.name && s.addresses == p.addresses)
-            });
-            *states = planned.pinholes.clone();
-            if moved {
-                shared.firewall.addresses_changed.send_modify(|n| *n += 1);
-            }
-        }
+            })
+        };
         let desired = Desired {
             lan: planned.holes,
             router: router.clone(),
             limits: planned.limits,
         };
-        let Some((observed, decision)) =
-            observe(&mut reader, &fw, &reconciler, &desired, &mut problem).await
-        else {
-            continue;
-        };
-        let update = match &decision {
-            Decision::Update(update) => Some(update),
-            _ => None,
-        };
-        let mut applied = false;
-        if let Some(update) = update {
-            match run::apply(&update.commands).await {
-                Ok(()) => {
-                    problem.solved();
-                    applied = true;
+        let written = match observe(&mut reader, &fw, &reconciler, &desired, &mut problem).await {
+            None => false,
+            Some((observed, decision)) => {
+                let update = match &decision {
+                    Decision::Update(update) => Some(update),
+                    _ => None,
+                };
+                let mut applied = false;
+                if let Some(update) = update {
+                    match run::apply(&update.commands).await {
+                        Ok(()) => {
+                            problem.solved();
+                            applied = true;
+                        }
+                        Err(e) => problem.warn(format!("pinholes: {e}")),
+                    }
+                    reconciler.applied(update, applied, Instant::now());
                 }
-                Err(e) => problem.warn(format!("pinholes: {e}")),
+                lock(&shared.firewall.tallies).settle(&observed, update, applied);
+                let router_open = match update {
+                    Some(u) if applied => u.router_open,
+                    _ => observed.router_open(),
+                };
+                shared
+                    .firewall
+                    .wan_open
+                    .store(router_open, Ordering::Relaxed);
+                update.is_some() && applied
             }
-            reconciler.applied(update, applied, Instant::now());
-        }
-        lock(&shared.firewall.tallies).settle(&observed, update, applied);
-        let router_open = match update {
-            Some(u) if applied => u.router_open,
-            _ => observed.router_open(),
         };
-        shared
-            .firewall
-            .wan_open
-            .store(router_open, Ordering::Relaxed);
+        // What the status says is what the firewall holds: a hole the plan
+        // wants but the firewall could not be given is not open.
+        let states = if written {
+            planned.pinholes
+        } else {
+            plan::held_back(&planned.pinholes, problem.text())
+        };
+        {
+            let mut shown = lock(&shared.firewall.pinholes);
+            log_changes(&shown, &states);
+            *shown = states;
+        }
+        if moved {
+            // The health checks follow the addresses (they read them from
+            // the states just stored).
+            shared.firewall.addresses_changed.send_modify(|n| *n += 1);
+        }
     }
 }
 
@@ -353,6 +366,12 @@ impl Problem {
             error!("{text}");
             self.0 = Some(text);
         }
+    }
+
+    fn text(&self) -> &str {
+        self.0
+            .as_deref()
+            .unwrap_or("the firewall cannot be written")
     }
 
     fn solved(&mut self) {

@@ -267,6 +267,27 @@ pub fn plan(pinholes: &[Pinhole], lans: &HashMap<String, LanState>, health: &Ver
     result
 }
 
+/// The pinholes as they stand when the firewall could not be given the
+/// plan (refused, its sets missing, nft failing): none is open, and each
+/// that should be says why not.
+pub fn held_back(planned: &[PinholeState], why: &str) -> Vec<PinholeState> {
+    planned
+        .iter()
+        .map(|p| PinholeState {
+            open: false,
+            reason: if p.open {
+                format!(
+                    "the firewall was not written: {}",
+                    why.trim_start_matches("pinholes: ")
+                )
+            } else {
+                p.reason.clone()
+            },
+            ..p.clone()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,5 +535,31 @@ mod tests {
         );
         // A pinhole taken out of the config: gone.
         assert!(!carried_over(&old, &[nas], &all).contains_key("pc"));
+    }
+
+    #[test]
+    fn a_hole_the_firewall_did_not_get_is_not_open() {
+        let planned = vec![
+            PinholeState {
+                name: "nas".into(),
+                addresses: vec!["2001:db8::50".parse().unwrap()],
+                open: true,
+                reason: "open".into(),
+            },
+            PinholeState {
+                name: "off".into(),
+                addresses: Vec::new(),
+                open: false,
+                reason: "no address".into(),
+            },
+        ];
+        let held = held_back(&planned, "pinholes: refusing to write to the firewall: x");
+        assert!(held.iter().all(|p| !p.open));
+        assert_eq!(
+            held[0].reason,
+            "the firewall was not written: refusing to write to the firewall: x"
+        );
+        assert_eq!(held[0].addresses, planned[0].addresses);
+        assert_eq!(held[1].reason, "no address");
     }
 }
