@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ntpgate::firewall::apply::{parse_chain, parse_chain_comment, parse_set};
+use ntpgate::firewall::listing::{parse_chain, parse_chain_comment, parse_set};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {

@@ -21,15 +21,14 @@ use super::{Shared, lock, netifd};
 use crate::config::Config;
 use crate::config::firewall::FirewallConfig;
 use crate::config::pinhole::Pinhole;
-use crate::firewall::apply::{Commands, Counters};
+use crate::firewall::commands::Commands;
+use crate::firewall::listing::Counters;
 use crate::firewall::plan::{
     self, Health, LanAddress, LanState, Neighbour, PinholeState, Verdicts,
 };
 use crate::firewall::reconcile::{self, Decision, Desired, Reconciler, Tallies};
 use crate::firewall::run::{self, Reader};
 use crate::netwatch::{self, Snapshot};
-use crate::ntp::STRATUM_UNSYNC;
-use crate::ntp::packet::Leap;
 use crate::{error, info, notice, warning};
 
 /// How often the sets are checked (an fw4 restart empties them).
@@ -496,7 +495,7 @@ async fn probe(address: Ipv6Addr) -> Health {
     match result {
         Ok(Ok((sample, _))) => {
             let r = sample.reply;
-            if r.leap == Leap::Unsynchronised || r.stratum == 0 || r.stratum >= STRATUM_UNSYNC {
+            if !r.claims_synchronised() {
                 Health::Bad(format!(
                     "{address} is not synchronised (leap {}, stratum {})",
                     r.leap as u8, r.stratum

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::apply::{
-    self, ACCEPT_COMMENT, Commands, Counters, Elements, JUMP_COMMENT, LimitRules, OurRule,
-    ROUTER_COMMENT, Seen, object,
+use super::commands::{self, Commands, object};
+use super::listing::{
+    ACCEPT_COMMENT, Counters, Elements, JUMP_COMMENT, LimitRules, OurRule, ROUTER_COMMENT, Seen,
 };
 use super::plan::Limit;
 use crate::config::firewall::FirewallConfig;
@@ -195,11 +195,11 @@ fn create(fw: &FirewallConfig, observed: &Observed) -> Commands {
         (&fw.limit_set, observed.limit_set == Seen::Missing),
     ] {
         if missing {
-            text.push(apply::create_set(fw, name));
+            text.push(commands::create_set(fw, name));
         }
     }
     if observed.limits == Seen::Missing {
-        text.push(apply::create_chain(fw));
+        text.push(commands::create_chain(fw));
     }
     let has = |comment: &str| observed.rules.iter().any(|r| r.comment == comment);
     if !has(JUMP_COMMENT) || !has(ACCEPT_COMMENT) {
@@ -208,10 +208,10 @@ fn create(fw: &FirewallConfig, observed: &Observed) -> Commands {
             .iter()
             .filter(|r| r.comment == JUMP_COMMENT || r.comment == ACCEPT_COMMENT)
             .collect();
-        text.extend(apply::create_forward_rules(fw, &stale));
+        text.extend(commands::create_forward_rules(fw, &stale));
     }
     if !has(ROUTER_COMMENT) {
-        text.push(apply::create_input_rule(fw));
+        text.push(commands::create_input_rule(fw));
     }
     Commands {
         text,
@@ -276,7 +276,7 @@ fn update(
         if !values.is_empty() {
             commands
                 .json
-                .push(apply::elements_command(fw, verb, set, values, timeout));
+                .push(commands::elements_command(fw, verb, set, values, timeout));
         }
     }
     let mut kept = BTreeSet::new();
@@ -290,13 +290,13 @@ fn update(
             _ => {
                 commands
                     .json
-                    .push(apply::delete_rule(fw, &fw.limit_chain, rule.handle));
+                    .push(commands::delete_rule(fw, &fw.limit_chain, rule.handle));
                 replaced.limits.insert(rule.handle);
             }
         }
     }
     for l in desired.limits.difference(&kept) {
-        commands.json.push(apply::add_limit_rule(fw, l));
+        commands.json.push(commands::add_limit_rule(fw, l));
     }
     Update {
         commands,
@@ -438,7 +438,7 @@ pub fn remove(fw: &FirewallConfig, observed: &Observed) -> Removal {
         && !lan.ours.is_empty()
     {
         let values = lan.ours.keys().map(|a| json!(a.to_string())).collect();
-        ours.json.push(apply::elements_command(
+        ours.json.push(commands::elements_command(
             fw,
             "delete",
             &fw.lan_set,
@@ -450,7 +450,7 @@ pub fn remove(fw: &FirewallConfig, observed: &Observed) -> Removal {
         && !router.ours.is_empty()
     {
         let values = router.ours.keys().map(|p| json!(p)).collect();
-        ours.json.push(apply::elements_command(
+        ours.json.push(commands::elements_command(
             fw,
             "delete",
             &fw.router_set,
@@ -461,19 +461,20 @@ pub fn remove(fw: &FirewallConfig, observed: &Observed) -> Removal {
     if let Seen::Ours(limits) = &observed.limits {
         for r in &limits.rules {
             ours.json
-                .push(apply::delete_rule(fw, &fw.limit_chain, r.handle));
+                .push(commands::delete_rule(fw, &fw.limit_chain, r.handle));
         }
     }
     // The rate limits' state goes with them (in `create` mode, with the set).
     if observed.limit_set.ours().is_some() && !fw.create {
-        ours.json.push(apply::flush_set(fw, &fw.limit_set));
+        ours.json.push(commands::flush_set(fw, &fw.limit_set));
     }
     let mut objects = Vec::new();
     if fw.create {
         for r in &observed.rules {
-            ours.json.push(apply::delete_rule(fw, &r.chain, r.handle));
+            ours.json
+                .push(commands::delete_rule(fw, &r.chain, r.handle));
         }
-        let delete = |kind: &str, name: &str| Ok(apply::delete_object(fw, kind, name));
+        let delete = |kind: &str, name: &str| Ok(commands::delete_object(fw, kind, name));
         let keep = |why: String| Err(format!("left in place: it holds {why}"));
         match &observed.limits {
             Seen::Ours(l) if l.foreign > 0 => objects.push((
@@ -510,7 +511,7 @@ pub fn remove(fw: &FirewallConfig, observed: &Observed) -> Removal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::apply::LimitRule;
+    use crate::firewall::listing::LimitRule;
 
     fn ip(s: &str) -> Ipv6Addr {
         s.parse().unwrap()

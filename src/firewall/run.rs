@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use super::apply::{
-    self, Commands, LAN_SET_TYPE, LIMIT_SET_TYPE, MARK, ROUTER_SET_TYPE, Seen, judge_chain,
-    judge_set, parse_chain, parse_chain_comment, parse_set,
+use super::commands::Commands;
+use super::listing::{
+    self, LAN_SET_TYPE, LIMIT_SET_TYPE, MARK, ROUTER_SET_TYPE, Seen, judge_chain, judge_set,
+    parse_chain, parse_chain_comment, parse_set,
 };
 use super::reconcile::Observed;
 use crate::config::firewall::FirewallConfig;
@@ -41,8 +42,8 @@ impl fmt::Display for Error {
     }
 }
 
-impl From<apply::Error> for Error {
-    fn from(e: apply::Error) -> Error {
+impl From<listing::Error> for Error {
+    fn from(e: listing::Error) -> Error {
         Error::failed(e.0)
     }
 }
@@ -135,10 +136,10 @@ impl Reader {
         };
         let lan = set(&["-j", "list", "set"], &fw.lan_set, LAN_SET_TYPE)
             .await?
-            .map(|s| apply::elements(&s));
+            .map(|s| listing::elements(&s));
         let router = set(&["-j", "list", "set"], &fw.router_set, ROUTER_SET_TYPE)
             .await?
-            .map(|s| apply::elements(&s));
+            .map(|s| listing::elements(&s));
         // Terse: whose it is, not its elements (up to 65535 in a flood).
         let limit_set = set(&["-j", "-t", "list", "set"], &fw.limit_set, LIMIT_SET_TYPE)
             .await?
@@ -159,7 +160,7 @@ impl Reader {
                 let handle = chain.handle;
                 let seen = judge_chain(chain, comment.as_deref());
                 self.our_chain = seen.ours().map(|_| handle);
-                seen.map(|c| apply::limit_rules(&c))
+                seen.map(|c| listing::limit_rules(&c))
             }
         };
         let mut observed = Observed {
@@ -177,7 +178,7 @@ impl Reader {
                 match list(fw, &["-j", "list", "chain"], chain).await? {
                     Some(json) => observed
                         .rules
-                        .extend(apply::our_rules(&parse_chain(&json)?, chain)),
+                        .extend(listing::our_rules(&parse_chain(&json)?, chain)),
                     None => observed.absent_chains.push(chain.clone()),
                 }
             }

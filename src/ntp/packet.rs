@@ -290,6 +290,13 @@ fn trailer_is_valid(mut rest: &[u8], version: u8) -> bool {
 }
 
 impl Header {
+    /// Does the sender say it serves synchronised time: leap not 3 (alarm)
+    /// and stratum 1-15? Stratum 0 that is no kiss code is "unspecified or
+    /// invalid" (RFC 5905 §7.3), 16 and above unsynchronised.
+    pub fn claims_synchronised(&self) -> bool {
+        self.leap != Leap::Unsynchronised && (1..super::STRATUM_UNSYNC).contains(&self.stratum)
+    }
+
     pub fn encode(&self, out: &mut [u8; HEADER_LEN]) {
         out[0] = ((self.leap as u8) << 6) | ((self.version & 7) << 3) | (self.mode & 7);
         out[1] = self.stratum;
@@ -314,6 +321,21 @@ pub fn set_transmit(packet: &mut [u8; HEADER_LEN], t: NtpTimestamp) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synchronised_means_no_alarm_and_stratum_1_to_15() {
+        let header = |leap, stratum| Header {
+            leap,
+            stratum,
+            ..Header::default()
+        };
+        assert!(header(Leap::None, 1).claims_synchronised());
+        assert!(header(Leap::AddSecond, 15).claims_synchronised());
+        assert!(!header(Leap::Unsynchronised, 2).claims_synchronised());
+        assert!(!header(Leap::None, 0).claims_synchronised());
+        assert!(!header(Leap::None, 16).claims_synchronised());
+        assert!(!header(Leap::None, 255).claims_synchronised());
+    }
 
     fn request(version: u8, mode: u8) -> [u8; HEADER_LEN] {
         let mut p = [0u8; HEADER_LEN];

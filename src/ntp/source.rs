@@ -17,9 +17,9 @@
 
 use std::fmt;
 
+use super::PHI;
 use super::client::{Exchange, ReplyError};
 use super::packet::{Leap, NtpTimestamp, RefId, UnixNanos, short_to_secs};
-use super::{PHI, STRATUM_UNSYNC};
 
 /// Poll interval bounds, log2 seconds: 64 s to 1024 s.
 pub const MIN_POLL: i8 = 6;
@@ -237,9 +237,7 @@ impl Source {
         // It answered: reachable, even if what it says is not usable.
         self.reach |= 1;
         self.polls_since_answer = 0;
-        // Stratum 0 that is no kiss code (refid 0) is "unspecified or
-        // invalid" (RFC 5905 §7.3), as is 16 and above: no reference.
-        if h.leap == Leap::Unsynchronised || h.stratum == 0 || h.stratum >= STRATUM_UNSYNC {
+        if !h.claims_synchronised() {
             return Err(Reject::Unsynchronised);
         }
         let root_delay = short_to_secs(h.root_delay);
