@@ -180,13 +180,14 @@ fn check_members(dir: &Path, arch: &str) {
     ] {
         field(name);
     }
-    let installed: u64 = field("Installed-Size").parse().unwrap();
-    assert!(
-        installed
-            > std::fs::metadata(dir.join("data/usr/sbin/ntpgate"))
-                .unwrap()
-                .len()
-    );
+    // As ipkg-build writes it: the bytes of the uncompressed data tar.
+    let data_tar = Command::new("gzip")
+        .args(["-dc"])
+        .arg(dir.join("data.tar.gz"))
+        .output()
+        .unwrap();
+    assert!(data_tar.status.success());
+    assert_eq!(field("Installed-Size"), data_tar.stdout.len().to_string());
     assert_eq!(
         std::fs::read_to_string(dir.join("control/conffiles")).unwrap(),
         "/etc/config/ntpgate\n"
