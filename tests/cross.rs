@@ -170,16 +170,33 @@ fn check_members(dir: &Path, arch: &str) {
     assert_eq!(field("Architecture"), arch);
     assert_eq!(field("Require-User"), "ntpgate=124:ntpgate=124");
     assert!(field("Depends").contains("nftables-json"));
-    for name in [
-        "Source",
-        "SourceName",
-        "License",
-        "Section",
-        "Installed-Size",
-        "Description",
-    ] {
-        field(name);
-    }
+    // The fields and their order as include/package-pack.mk writes them.
+    let names: Vec<&str> = control
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_once(':').map(|(name, _)| name))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Package",
+            "Version",
+            "Depends",
+            "Source",
+            "SourceName",
+            "License",
+            "LicenseFiles",
+            "Section",
+            "Require-User",
+            "SourceDateEpoch",
+            "URL",
+            "Maintainer",
+            "Architecture",
+            "Installed-Size",
+            "Description",
+        ]
+    );
+    assert!(field("SourceDateEpoch").parse::<u64>().is_ok());
     // As ipkg-build writes it: the bytes of the uncompressed data tar.
     let data_tar = Command::new("gzip")
         .args(["-dc"])
