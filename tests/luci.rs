@@ -530,6 +530,206 @@ return view.extend({
     );
 }
 
+/// POST `body` to the router's ubus endpoint at `path`; the JSON answer.
+fn post(router: &Router, path: &str, body: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", router.web.port)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"))
+}
+
+/// The uhttpd stand-in as uhttpd's ubus.c answers: a batch element by
+/// element, in order, each with its id; `list` as LuCI's probe sends it;
+/// a non-zero status keeps the data the object sent with it.
+#[test]
+fn web_server_answers_as_uhttpd() {
+    let router = Router::new("config server 'main'\n");
+    let _d = local_clock(&router);
+    let session = "0123456789abcdef0123456789abcdef";
+    let call = |id: u32, object: &str, method: &str| json!({ "jsonrpc": "2.0", "id": id, "method": "call", "params": [session, object, method, {}] });
+    let batch = json!([
+        call(1, "ntpgate", "status"),
+        5,
+        call(3, "nosuchobject", "status"),
+        { "jsonrpc": "2.0", "id": 4, "method": "nosuchmethod" },
+        { "jsonrpc": "2.0", "id": 5, "method": "call", "params": [session, "ntpgate"] },
+        call(6, "uci", "get"),
+    ]);
+    // luci.js adds a timestamp to the URL; uhttpd drops the query.
+    let answers = post(&router, "/ubus/?1700000000000", &batch.to_string());
+    let answers = answers.as_array().expect("an array of answers");
+    assert_eq!(answers.len(), 6, "{answers:?}");
+    assert_eq!(answers[0]["id"], 1);
+    assert_eq!(answers[0]["result"][0], 0, "{answers:?}");
+    assert_eq!(answers[0]["result"][1]["sync"]["stratum"], 3);
+    assert_eq!(
+        answers[1],
+        json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32700, "message": "Parse error" } })
+    );
+    assert_eq!(
+        answers[2],
+        json!({ "jsonrpc": "2.0", "id": 3, "error": { "code": -32000, "message": "Object not found" } })
+    );
+    assert_eq!(answers[3]["error"]["code"], -32601, "{answers:?}");
+    assert_eq!(answers[4]["error"]["code"], -32700, "{answers:?}");
+    // uci get without a config: rpcd's invalid argument, as a ubus status.
+    assert_eq!(
+        answers[5],
+        json!({ "jsonrpc": "2.0", "id": 6, "result": [2] })
+    );
+    assert_eq!(router.web.bodies(), [batch]);
+
+    // LuCI's endpoint probe: `list` without params, every object's path.
+    let probe = post(
+        &router,
+        "/ubus/",
+        r#"{"jsonrpc":"2.0","id":"init","method":"list"}"#,
+    );
+    assert_eq!(probe["id"], "init");
+    let paths = probe["result"].as_array().expect("a list of paths");
+    assert!(paths.contains(&json!("ntpgate")), "{probe}");
+    let methods = post(
+        &router,
+        "/ubus",
+        r#"{"jsonrpc":"2.0","id":7,"method":"list","params":["ntpgate"]}"#,
+    );
+    assert_eq!(
+        methods["result"]["ntpgate"]["status"],
+        json!({}),
+        "{methods}"
+    );
+}
+
+/// The rpcd uci stand-in as rpcd's uci.c applies a change: a list set
+/// again moves to the end of its section; a set with one bad value
+/// changes nothing; values are strings, integers or booleans.
+#[test]
+fn uci_stand_in_changes_as_rpcd() {
+    let router = Router::new(
+        "config server 'main'\n\tlist listen '192.0.2.1'\n\toption port '123'\n\toption driftfile '/tmp/d'\n",
+    );
+    let session = "0123456789abcdef0123456789abcdef";
+    let uci = |method: &str, args: Value| {
+        let mut args = args;
+        args["config"] = json!("ntpgate");
+        let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "call", "params": [session, "uci", method, args] });
+        post(&router, "/ubus", &body.to_string())["result"].clone()
+    };
+    let file = || router.web.uci().export();
+    let before = file();
+    // Any bad value: the answer is its status, and nothing is applied.
+    for bad in [
+        json!({ "port": "124", "bad-name": "x" }),
+        json!({ "port": 1.5 }),
+        json!({ "port": "124", "listen": [] }),
+        json!({ "port": { "nested": "x" } }),
+    ] {
+        let answer = uci("set", json!({ "section": "main", "values": bad }));
+        assert_eq!(answer, json!([2]), "{bad}");
+        assert_eq!(file(), before, "{bad}");
+    }
+    assert_eq!(
+        uci("set", json!({ "section": "main", "values": {} })),
+        json!([4])
+    );
+    assert_eq!(
+        uci(
+            "set",
+            json!({ "section": "nosuch", "values": { "port": "1" } })
+        ),
+        json!([4])
+    );
+    assert_eq!(
+        uci(
+            "delete",
+            json!({ "section": "main", "options": ["nosuch"] })
+        ),
+        json!([4])
+    );
+    // A list set again goes last; an option keeps its place; integers
+    // as libubox holds them (int32 unsigned), booleans as 1/0. (The
+    // values arrive in key order: see the stand-in's header.)
+    let answer = uci(
+        "set",
+        json!({ "section": "main", "values": { "listen": ["192.0.2.2"], "port": 7, "enabled": true, "ratelimit_burst": -1 } }),
+    );
+    assert_eq!(answer, json!([0]));
+    assert_eq!(
+        file(),
+        "\nconfig server 'main'\n\toption port '7'\n\toption driftfile '/tmp/d'\n\toption enabled '1'\n\tlist listen '192.0.2.2'\n\toption ratelimit_burst '4294967295'\n\n"
+    );
+    // A single value on a list replaces it, last; an empty one deletes.
+    let answer = uci(
+        "set",
+        json!({ "section": "main", "values": { "port": "", "listen": "::" } }),
+    );
+    assert_eq!(answer, json!([0]));
+    assert_eq!(
+        file(),
+        "\nconfig server 'main'\n\toption driftfile '/tmp/d'\n\toption enabled '1'\n\toption ratelimit_burst '4294967295'\n\toption listen '::'\n\n"
+    );
+}
+
+/// An object that answers `refuse` with data and then status 2, as an
+/// object may: uhttpd's legacy format keeps both.
+#[test]
+fn web_server_keeps_data_sent_with_an_error() {
+    let mut acl = app_acl();
+    acl["luci-app-ntpgate"]["read"]["ubus"]["oddobject"] = json!(["refuse"]);
+    let router = Router::with_acl("", acl);
+    let socket = router.socket.clone();
+    let (published, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use ntpgate::ubus::wire::{Message, Value as Attr, attr, kind};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut c = Connection::connect(&socket).await.unwrap();
+            let id = c
+                .add_object("oddobject", &vec![("refuse", vec![])])
+                .await
+                .unwrap();
+            published.send(()).unwrap();
+            while let Ok(m) = c.recv().await {
+                if m.kind != kind::INVOKE {
+                    continue;
+                }
+                let why = vec![("why".to_string(), Msg::String("refused".into()))];
+                let data = Message::new(kind::DATA, m.seq, m.peer)
+                    .with(attr::OBJID, Attr::U32(id))
+                    .with(attr::DATA, Attr::Table(why));
+                let status = Message::new(kind::STATUS, m.seq, m.peer)
+                    .with(attr::STATUS, Attr::U32(2))
+                    .with(attr::OBJID, Attr::U32(id));
+                c.send(&data).await.unwrap();
+                c.send(&status).await.unwrap();
+            }
+        });
+    });
+    ready.recv().unwrap();
+    let answer = post(
+        &router,
+        "/ubus",
+        r#"{"jsonrpc":"2.0","id":1,"method":"call","params":["0123456789abcdef0123456789abcdef","oddobject","refuse",{}]}"#,
+    );
+    assert_eq!(
+        answer["result"],
+        json!([2, { "why": "refused" }]),
+        "{answer}"
+    );
+}
+
 fn local_clock(router: &Router) -> Daemon {
     router.daemon(
         &format!(

@@ -3,25 +3,46 @@
 //! access check, so that the views in headless Chromium talk to the real
 //! `ntpgate` object on a test ubusd.
 //!
-//! What it mirrors, and where that is shown:
-//! - `POST /ubus` with one JSON-RPC object, `method: "call"`,
-//!   `params: [session, object, method, args]` (openwrt/uhttpd `ubus.c`,
-//!   `uh_ubus_handle_request_object`, `parse_call_params`): a request that
-//!   does not parse, or whose params miss one of the four, is error -32700
-//!   "Parse error"; an object that ubusd does not know is -32000 "Object not
-//!   found"; a call the session may not make is -32002 "Access denied"; a
-//!   method other than `call` is -32601 "Method not found". Errors carry the
-//!   request's `id`.
-//! - The call is forwarded with `ubus_rpc_session` (the session id) added
+//! What it mirrors, and where that is shown (openwrt/uhttpd `ubus.c`
+//! unless said otherwise):
+//! - `POST /ubus` or `/ubus/`, any query string dropped
+//!   (`uh_ubus_handle_request` cuts the URL at `?`; luci.js adds a
+//!   timestamp to every request URL).
+//! - The body is one JSON-RPC request object, or an array of them
+//!   (`uh_ubus_data_done`): each element of an array is handled in turn as
+//!   a single request would be and the answer is the array of their
+//!   answers, in order (`uh_ubus_init_batch`, `uh_ubus_next_batched_request`,
+//!   `uh_ubus_complete_batch`); anything else is one -32700 "Parse error".
+//!   luci.js sends every ubus call it queued in one animation frame as
+//!   such an array (luci-base luci.js `flushRequestQueue`, in LuCI since
+//!   2019; the capture in shared/fixtures/luci lists each call on its own).
+//! - A request (`uh_ubus_handle_request_object`, `parse_json_rpc`,
+//!   `parse_call_params`): not an object, no `jsonrpc: "2.0"`, no string
+//!   `method`, or a `call` whose params are not [string, string, string,
+//!   object] is -32700 "Parse error"; an object ubusd does not know is
+//!   -32000 "Object not found"; a call the session may not make is -32002
+//!   "Access denied"; a method other than `call` and `list` is -32601
+//!   "Method not found". Every answer carries the request's `id` (null
+//!   when it had none or was no object).
+//! - `call` is forwarded with `ubus_rpc_session` (the session id) added
 //!   after the browser's arguments; arguments that already hold
 //!   `ubus_rpc_session` are -32602 "Invalid parameters"
 //!   (`uh_ubus_send_request`; shared/fixtures/luci/uhttpd-ubus-capture.txt
 //!   shows the object receiving `{"ubus_rpc_session": ...}` for `{}`).
-//! - The answer is `{"jsonrpc":"2.0","id":N,"result":[status]}`, or
-//!   `[status, reply]` when the object sent data (`uh_ubus_request_cb`, the
-//!   legacy format; the capture shows `"result":[2]`). No answer within the
-//!   script timeout is -32003 "ubus request timed out" (this stand-in waits
-//!   10 s, uhttpd's default is 60 s).
+//! - The answer to a call is `{"jsonrpc":"2.0","id":N,"result":[status]}`,
+//!   or `[status, data]` whenever the object sent data, whatever the status
+//!   (`uh_ubus_request_cb`, the legacy format; the capture shows
+//!   `"result":[2]`). An object that is gone by the time the call reaches
+//!   ubusd is status 4, not found (ubusd's answer to the invoke). No answer
+//!   within uhttpd's default script timeout (60 s, `-t`; main.c) is -32003
+//!   "ubus request timed out"; so is a connection to ubusd lost after the
+//!   call went out (nothing else completes the request in uhttpd; it would
+//!   answer when its timeout fires, this stand-in at once). A call that
+//!   cannot be sent at all is -32603 "Internal error".
+//! - `list` (`uh_ubus_send_list`), which LuCI's endpoint probe sends
+//!   (luci.js `probeRPCBaseURL`): without an array of params, the paths of
+//!   every object; with one, for each path listed the object's methods
+//!   and their argument types by name. No session check.
 //! - The session check is rpcd's `session access` (openwrt/rpcd
 //!   `session.c`) for a root login with `read '*'` and `write '*'` (rpcd's
 //!   default `/etc/config/rpcd`): every ACL group in acl.d is granted, so a
@@ -29,11 +50,12 @@
 //!   [`Uhttpd::start`] is the app's own file; luci-base's grant of the
 //!   `uci` object's methods is taken as given.
 //! - Calls to the `uci` object go to [`super::rpcd_uci::Uci`], a stand-in for
-//!   rpcd's uci plugin (no rpcd here); everything else goes over the test
-//!   ubusd to whoever published the object.
+//!   rpcd's uci plugin (no rpcd here), which `list` shows beside the
+//!   objects on the test ubusd; everything else goes over the test ubusd to
+//!   whoever published the object.
 //!
-//! Not served, because the views do not use them: `list`, batched
-//! requests (a JSON array), `/ubus/call/...`, GET and subscriptions.
+//! Not served, because LuCI's views do not use them: `/ubus/call/...`,
+//! GET (`/ubus/list`, subscriptions), CORS, and wildcards in `list` paths.
 //!
 //! Canned answers ([`Uhttpd::answer`]) replace only the object's answer: the
 //! request still goes through the same parsing, lookup and access check
@@ -48,11 +70,22 @@ use std::time::Duration;
 
 use ntpgate::ubus::blob::Msg;
 use ntpgate::ubus::session::{Connection, Error};
+use ntpgate::ubus::wire::{Message, Value as Attr, attr, kind, status};
 use serde_json::{Value, json};
 
 use super::rpcd_uci::Uci;
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+/// uhttpd's default script timeout, which bounds a ubus call.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+type RpcError = (i32, &'static str);
+const PARSE_ERROR: RpcError = (-32700, "Parse error");
+const METHOD_NOT_FOUND: RpcError = (-32601, "Method not found");
+const INVALID_PARAMETERS: RpcError = (-32602, "Invalid parameters");
+const INTERNAL_ERROR: RpcError = (-32603, "Internal error");
+const OBJECT_NOT_FOUND: RpcError = (-32000, "Object not found");
+const ACCESS_DENIED: RpcError = (-32002, "Access denied");
+const TIMED_OUT: RpcError = (-32003, "ubus request timed out");
 
 /// One JSON-RPC `call` as uhttpd handled it: what the object received
 /// (with the session) and the `result` or `error` sent back.
@@ -61,7 +94,7 @@ pub struct Call {
     pub object: String,
     pub method: String,
     pub args: Value,
-    pub answer: Result<Value, (i32, &'static str)>,
+    pub answer: Result<Value, RpcError>,
 }
 
 type Hook = Box<dyn Fn(&str, &str) + Send + Sync>;
@@ -72,6 +105,7 @@ struct State {
     pages: HashMap<String, String>,
     canned: HashMap<(String, String), Value>,
     calls: Vec<Call>,
+    bodies: Vec<Value>,
     uci: Uci,
     before_call: Option<Hook>,
 }
@@ -93,6 +127,7 @@ impl Uhttpd {
             pages: HashMap::new(),
             canned: HashMap::new(),
             calls: Vec::new(),
+            bodies: Vec::new(),
             uci,
             before_call: None,
         }));
@@ -134,6 +169,12 @@ impl Uhttpd {
         self.state.lock().unwrap().calls.clone()
     }
 
+    /// The JSON bodies POSTed to the endpoint, in the order they came
+    /// (null for one that did not parse).
+    pub fn bodies(&self) -> Vec<Value> {
+        self.state.lock().unwrap().bodies.clone()
+    }
+
     /// The UCI config as it stands after the calls.
     pub fn uci(&self) -> Uci {
         self.state.lock().unwrap().uci.clone()
@@ -147,10 +188,9 @@ fn serve(state: &Mutex<State>, stream: TcpStream) {
         return;
     }
     let mut parts = line.split_whitespace();
-    let (verb, path) = (
-        parts.next().unwrap_or("").to_string(),
-        parts.next().unwrap_or("").to_string(),
-    );
+    let verb = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("");
+    let path = target.split('?').next().unwrap_or("").to_string();
     let mut length = 0;
     loop {
         let mut header = String::new();
@@ -171,7 +211,7 @@ fn serve(state: &Mutex<State>, stream: TcpStream) {
         ("POST", "/ubus" | "/ubus/") => (
             "200 OK",
             "application/json",
-            json_rpc(state, &body).to_string(),
+            endpoint(state, &body).to_string(),
         ),
         ("GET", page) => match state.lock().unwrap().pages.get(page) {
             Some(html) => ("200 OK", "text/html; charset=utf-8", html.clone()),
@@ -187,30 +227,61 @@ fn serve(state: &Mutex<State>, stream: TcpStream) {
     );
 }
 
-fn error(id: &Value, code: i32, message: &str) -> Value {
-    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+/// The endpoint's answer to one POST body: one request, or a batch.
+fn endpoint(state: &Mutex<State>, body: &[u8]) -> Value {
+    let parsed = serde_json::from_slice::<Value>(body).ok();
+    state
+        .lock()
+        .unwrap()
+        .bodies
+        .push(parsed.clone().unwrap_or(Value::Null));
+    match parsed {
+        Some(Value::Array(requests)) => requests.iter().map(|r| request(state, r)).collect(),
+        Some(one @ Value::Object(_)) => request(state, &one),
+        _ => envelope(&Value::Null, Err(PARSE_ERROR)),
+    }
 }
 
-/// uhttpd's handling of one JSON-RPC request object.
-fn json_rpc(state: &Mutex<State>, body: &[u8]) -> Value {
-    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
-        return error(&Value::Null, -32700, "Parse error");
+fn envelope(id: &Value, answer: Result<Value, RpcError>) -> Value {
+    match answer {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err((code, message)) => {
+            json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+        }
+    }
+}
+
+/// One JSON-RPC request object, as uhttpd handles it.
+fn request(state: &Mutex<State>, request: &Value) -> Value {
+    let Value::Object(fields) = request else {
+        return envelope(&Value::Null, Err(PARSE_ERROR));
     };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    if request.get("jsonrpc") != Some(&json!("2.0")) || !request["method"].is_string() {
-        return error(&id, -32700, "Parse error");
+    let id = fields.get("id").cloned().unwrap_or(Value::Null);
+    let method = fields.get("method").and_then(Value::as_str);
+    if fields.get("jsonrpc") != Some(&json!("2.0")) || method.is_none() {
+        return envelope(&id, Err(PARSE_ERROR));
     }
-    if request["method"] != "call" {
-        return error(&id, -32601, "Method not found");
-    }
-    let params = request.get("params").and_then(Value::as_array);
+    let params = fields.get("params");
+    let answer = match method {
+        Some("call") => call_request(state, params),
+        Some("list") => list(state, params),
+        _ => Err(METHOD_NOT_FOUND),
+    };
+    envelope(&id, answer)
+}
+
+/// `call`: check the params, then look the object up, check the session's
+/// access and forward; the call is logged.
+fn call_request(state: &Mutex<State>, params: Option<&Value>) -> Result<Value, RpcError> {
+    let params = params.and_then(Value::as_array);
+    let field = |i: usize| params.and_then(|p| p.get(i));
     let (Some(sid), Some(object), Some(method), Some(args)) = (
-        params.and_then(|p| p.first()).and_then(Value::as_str),
-        params.and_then(|p| p.get(1)).and_then(Value::as_str),
-        params.and_then(|p| p.get(2)).and_then(Value::as_str),
-        params.and_then(|p| p.get(3)).and_then(Value::as_object),
+        field(0).and_then(Value::as_str),
+        field(1).and_then(Value::as_str),
+        field(2).and_then(Value::as_str),
+        field(3).and_then(Value::as_object),
     ) else {
-        return error(&id, -32700, "Parse error");
+        return Err(PARSE_ERROR);
     };
     let (sent, answer) = call(state, sid, object, method, args);
     state.lock().unwrap().calls.push(Call {
@@ -219,10 +290,7 @@ fn json_rpc(state: &Mutex<State>, body: &[u8]) -> Value {
         args: sent,
         answer: answer.clone(),
     });
-    match answer {
-        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-        Err((code, message)) => error(&id, code, message),
-    }
+    answer
 }
 
 /// Look the object up, check the session's access, forward the call with
@@ -234,16 +302,16 @@ fn call(
     object: &str,
     method: &str,
     args: &serde_json::Map<String, Value>,
-) -> (Value, Result<Value, (i32, &'static str)>) {
+) -> (Value, Result<Value, RpcError>) {
     let socket = state.lock().unwrap().socket.clone();
     if object != "uci" && !on_bus(&socket, object) {
-        return (Value::Null, Err((-32000, "Object not found")));
+        return (Value::Null, Err(OBJECT_NOT_FOUND));
     }
     if !granted(&state.lock().unwrap().acl, object, method) {
-        return (Value::Null, Err((-32002, "Access denied")));
+        return (Value::Null, Err(ACCESS_DENIED));
     }
     if args.contains_key("ubus_rpc_session") {
-        return (Value::Null, Err((-32602, "Invalid parameters")));
+        return (Value::Null, Err(INVALID_PARAMETERS));
     }
     // uhttpd copies the browser's arguments, then adds the session.
     let mut sent = match Msg::from_json(&Value::Object(args.clone())) {
@@ -262,7 +330,7 @@ fn forward(
     object: &str,
     method: &str,
     args: Vec<(String, Msg)>,
-) -> Result<Value, (i32, &'static str)> {
+) -> Result<Value, RpcError> {
     if let Some(hook) = &state.lock().unwrap().before_call {
         hook(object, method);
     }
@@ -275,19 +343,20 @@ fn forward(
     if let Some(result) = canned {
         return Ok(result);
     }
-    let answer = if object == "uci" {
-        let acl = state.lock().unwrap().acl.clone();
-        let Value::Object(args) = Msg::Table(args).to_json() else {
-            unreachable!("a table is a JSON object")
-        };
-        state.lock().unwrap().uci.call(&acl, method, &args)
+    let (code, data) = if object == "uci" {
+        let mut st = state.lock().unwrap();
+        let acl = st.acl.clone();
+        match st.uci.call(&acl, method, &args) {
+            Ok(reply) => (status::OK, reply),
+            Err(code) => (code, Vec::new()),
+        }
     } else {
-        invoke(socket, object, method, args)?
+        runtime().block_on(invoke(socket, object, method, args))?
     };
-    Ok(match answer {
-        Ok(reply) if reply.as_object().is_some_and(|r| !r.is_empty()) => json!([0, reply]),
-        Ok(_) => json!([0]),
-        Err(code) => json!([code]),
+    Ok(if data.is_empty() {
+        json!([code])
+    } else {
+        json!([code, Msg::Table(data).to_json()])
     })
 }
 
@@ -307,26 +376,117 @@ fn on_bus(socket: &Path, object: &str) -> bool {
     })
 }
 
-/// The object's reply (a JSON object) or its ubus status.
-fn invoke(
+/// The ubus status of the call and the data the object sent with it,
+/// collected as libubus does (`ubus_invoke_async` with a data callback):
+/// every DATA message of the request, then its STATUS.
+async fn invoke(
     socket: &Path,
     object: &str,
     method: &str,
     args: Vec<(String, Msg)>,
-) -> Result<Result<Value, u32>, (i32, &'static str)> {
-    runtime().block_on(async {
-        let answer = tokio::time::timeout(TIMEOUT, async {
-            let mut c = Connection::connect(socket).await?;
-            c.call(object, method, args).await
-        })
+) -> Result<(u32, Vec<(String, Msg)>), RpcError> {
+    let mut c = Connection::connect(socket)
         .await
-        .map_err(|_| (-32003, "ubus request timed out"))?;
-        match answer {
-            Ok(table) => Ok(Ok(Msg::Table(table).to_json())),
-            Err(Error::Status(s)) => Ok(Err(s)),
-            Err(_) => Err((-32603, "Internal error")),
+        .map_err(|_| INTERNAL_ERROR)?;
+    let id = match c.lookup(object).await {
+        Ok(id) => id,
+        Err(Error::Status(code)) => return Ok((code, Vec::new())),
+        Err(_) => return Err(INTERNAL_ERROR),
+    };
+    // A sequence number of its own, apart from the lookup's.
+    let seq = 0x4000;
+    let invoke = Message::new(kind::INVOKE, seq, id)
+        .with(attr::OBJID, Attr::U32(id))
+        .with(attr::METHOD, Attr::Str(method.into()))
+        .with(attr::DATA, Attr::Table(args));
+    c.send(&invoke).await.map_err(|_| INTERNAL_ERROR)?;
+    let answer = async {
+        let mut data = Vec::new();
+        loop {
+            let m = match c.recv().await {
+                Ok(m) => m,
+                Err(Error::Malformed(_)) => continue,
+                Err(_) => return Err(TIMED_OUT),
+            };
+            if m.seq != seq {
+                continue;
+            }
+            match m.kind {
+                kind::DATA => data.extend(m.table(attr::DATA).unwrap_or_default().to_vec()),
+                kind::STATUS => return Ok((m.u32(attr::STATUS).unwrap_or(status::OK), data)),
+                _ => {}
+            }
         }
-    })
+    };
+    tokio::time::timeout(SCRIPT_TIMEOUT, answer)
+        .await
+        .unwrap_or(Err(TIMED_OUT))
+}
+
+/// `list`: every object's path, or the methods of the paths asked for.
+fn list(state: &Mutex<State>, params: Option<&Value>) -> Result<Value, RpcError> {
+    let socket = state.lock().unwrap().socket.clone();
+    let objects = runtime().block_on(objects(&socket));
+    let Some(paths) = params.and_then(Value::as_array) else {
+        let mut names: Vec<Value> = objects.iter().map(|(p, _)| json!(p)).collect();
+        names.push(json!("uci"));
+        return Ok(Value::Array(names));
+    };
+    let mut out = serde_json::Map::new();
+    for path in paths.iter().filter_map(Value::as_str) {
+        for (_, signature) in objects.iter().filter(|(p, _)| p == path) {
+            out.insert(path.into(), methods(signature));
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+/// Every object on the bus with its signature (a LOOKUP without a path).
+async fn objects(socket: &Path) -> Vec<(String, Vec<(String, Msg)>)> {
+    let Ok(mut c) = Connection::connect(socket).await else {
+        return Vec::new();
+    };
+    let seq = 0x4001;
+    if c.send(&Message::new(kind::LOOKUP, seq, 0)).await.is_err() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    while let Ok(m) = c.recv().await {
+        match (m.seq == seq, m.kind) {
+            (true, kind::DATA) => found.push((
+                m.str(attr::OBJPATH).unwrap_or_default().to_string(),
+                m.table(attr::SIGNATURE).unwrap_or_default().to_vec(),
+            )),
+            (true, kind::STATUS) => break,
+            _ => {}
+        }
+    }
+    found
+}
+
+/// A signature as uhttpd's verbose `list` shows it: each method's
+/// arguments with the name of their blobmsg type.
+fn methods(signature: &[(String, Msg)]) -> Value {
+    let mut out = serde_json::Map::new();
+    for (method, policy) in signature {
+        let mut args = serde_json::Map::new();
+        if let Msg::Table(fields) = policy {
+            for (name, kind) in fields {
+                let Msg::Int32(kind) = kind else { continue };
+                let name_of_kind = match kind {
+                    1 => "array",
+                    2 => "object",
+                    3 => "string",
+                    5 => "number",
+                    7 => "boolean",
+                    _ => "unknown",
+                };
+                args.insert(name.clone(), json!(name_of_kind));
+            }
+        }
+        out.insert(method.clone(), Value::Object(args));
+    }
+    Value::Object(out)
 }
 
 /// rpcd's `session access` for a root login: some ACL group grants
