@@ -21,6 +21,113 @@ function isIPv6(text) {
 	return /^[0-9a-fA-F:.]+$/.test(text) && text.indexOf(':') >= 0 && text.split('::').length <= 2;
 }
 
+// An IPv4 address as the daemon reads it (Rust's std): four numbers
+// 0-255, without leading zeros; its four numbers, or null.
+function ipv4Parts(text) {
+	var parts = text.split('.');
+	if (parts.length != 4 || !parts.every(function(p) { return /^(0|[1-9][0-9]{0,2})$/.test(p) && +p <= 255; }))
+		return null;
+	return parts.map(Number);
+}
+
+// The 16-bit groups of one side of '::': hex groups of 1-4 digits, the
+// last one perhaps an IPv4 address (two groups); null if malformed.
+function ipv6Side(text) {
+	if (text === '')
+		return [];
+	var groups = [], parts = text.split(':');
+	for (var i = 0; i < parts.length; i++) {
+		var v4 = (i == parts.length - 1 && parts[i].indexOf('.') >= 0) ? ipv4Parts(parts[i]) : null;
+		if (v4)
+			groups.push(v4[0] * 256 + v4[1], v4[2] * 256 + v4[3]);
+		else if (/^[0-9a-fA-F]{1,4}$/.test(parts[i]))
+			groups.push(parseInt(parts[i], 16));
+		else
+			return null;
+	}
+	return groups;
+}
+
+// An IPv6 address as the daemon reads it: eight groups, or fewer around
+// one '::' that stands for at least one zero group; its groups, or null.
+function ipv6Groups(text) {
+	var sides = text.split('::');
+	var head = ipv6Side(sides[0]);
+	if (sides.length == 1)
+		return (head && head.length == 8) ? head : null;
+	var tail = (sides.length == 2) ? ipv6Side(sides[1]) : null;
+	// An IPv4 address may only end the address.
+	if (!head || !tail || sides[0].indexOf('.') >= 0 || head.length + tail.length > 7)
+		return null;
+	var zeros = [];
+	while (head.length + zeros.length + tail.length < 8)
+		zeros.push(0);
+	return head.concat(zeros, tail);
+}
+
+// An address as the daemon's parser reads it: { v4, parts }, or null.
+function address(text) {
+	var v4 = ipv4Parts(text), v6 = v4 ? null : ipv6Groups(text);
+	return v4 ? { v4: true, parts: v4 } : (v6 ? { v4: false, parts: v6 } : null);
+}
+
+function sameAddress(a, b) {
+	return a.v4 == b.v4 && a.parts.join() == b.parts.join();
+}
+
+// '::' takes the port on every address, '0.0.0.0' on every IPv4 one
+// (src/config/server.rs `covers`).
+function covers(wide, narrow) {
+	return wide.parts.every(function(p) { return p == 0; }) && (!wide.v4 || narrow.v4);
+}
+
+// A listen address, checked against the rest of the list as `ntpgate
+// check` does: the daemon refuses a repeated address, and an address
+// beside '::' (or an IPv4 one beside '0.0.0.0'), which it could not bind.
+// The list itself drops an entry whose text is in it already.
+function validateListen(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	var addr = address(value);
+	if (!addr)
+		return _('"%s" is not an IPv4 or IPv6 address').format(value);
+	var others = (this.formvalue(section_id) || []).filter(function(v) { return v !== value; });
+	for (var i = 0; i < others.length; i++) {
+		var other = address(others[i]);
+		if (!other)
+			continue;
+		if (sameAddress(other, addr))
+			return _('"%s" is in the list already, as "%s"').format(value, others[i]);
+		if (covers(other, addr) || covers(addr, other)) {
+			var wide = covers(other, addr) ? others[i] : value;
+			return _('"%s" already serves every %s address on this port: list it alone').format(
+				wide, (covers(other, addr) ? other : addr).v4 ? 'IPv4' : 'IPv4 and IPv6');
+		}
+	}
+	return true;
+}
+
+// An allow or deny entry as the daemon reads it (src/net.rs Cidr::parse):
+// an address, or ADDRESS/LENGTH with a length up to 32 for IPv4 (an
+// IPv4-mapped IPv6 address counts as IPv4) and 128 for IPv6.
+function validatePrefix(section_id, value) {
+	if (value == null || value === '')
+		return true;
+	var slash = value.indexOf('/');
+	var text = (slash < 0) ? value : value.slice(0, slash);
+	var addr = address(text);
+	if (!addr)
+		return _('"%s" is not an IPv4 or IPv6 address').format(text);
+	if (slash >= 0) {
+		var mapped = !addr.v4 && addr.parts.slice(0, 6).join() == '0,0,0,0,0,65535';
+		var max = (addr.v4 || mapped) ? 32 : 128, length = value.slice(slash + 1);
+		// Rust's number parser takes a leading '+'.
+		if (!/^\+?[0-9]+$/.test(length) || +length > max)
+			return _('"%s" is not a prefix length (0-%d)').format(length, max);
+	}
+	return true;
+}
+
 // HOST, HOST:PORT, IPV6, [IPV6] or [IPV6]:PORT, as parse_upstream reads it.
 // Pool names are accepted, as `ntpgate check` accepts them with a warning;
 // the status page's pool checklist flags them.
@@ -113,7 +220,9 @@ return view.extend({
 
 		o = s.taboption('server', form.DynamicList, 'listen', _('Listen addresses'),
 			_('"::" is every address, IPv4 and IPv6.'));
-		o.datatype = 'ipaddr';
+		// No LuCI datatype: validation.js's ipaddr refuses addresses the
+		// daemon takes ("::1:2:3:4:5:6:7"); validateListen reads them as it does.
+		o.validate = validateListen;
 		o.placeholder = '::';
 
 		o = s.taboption('server', form.Value, 'port', _('Port'));
@@ -126,11 +235,11 @@ return view.extend({
 
 		o = s.taboption('server', form.DynamicList, 'allow', _('Allow only'),
 			_('Prefixes allowed to ask; empty allows everyone.'));
-		o.datatype = 'cidr';
+		o.validate = validatePrefix;
 
 		o = s.taboption('server', form.DynamicList, 'deny', _('Deny'),
 			_('Prefixes never answered.'));
-		o.datatype = 'cidr';
+		o.validate = validatePrefix;
 
 		o = s.taboption('upstreams', form.DynamicList, 'upstream', _('Upstream servers'),
 			_('At least four, near you, that do not smear leap seconds. Without any, primary servers of PTB and Netnod are used.'));
