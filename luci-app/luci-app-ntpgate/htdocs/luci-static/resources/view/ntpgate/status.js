@@ -24,7 +24,7 @@ function handleReload(ev) {
 		else if (r.result == 'unchanged')
 			ui.addNotification(null, E('p', {}, _('Configuration unchanged.')), 'info');
 		else
-			throw new Error(_('The ntpgate daemon sent an answer this page does not understand: %s').format(JSON.stringify(r)));
+			throw ntpgate.notUnderstood(_('no result the page knows'), r);
 	}).catch(function(e) {
 		ui.addNotification(_('Reload failed'), E('p', {}, [ ntpgate.explain(e) ]), 'danger');
 	});
