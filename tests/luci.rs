@@ -253,16 +253,31 @@ fn screenshot(url: &str, name: &str) {
     );
 }
 
-/// The visible text of #maincontent in a DOM dump, tags dropped, entities
+/// The visible text of a DOM dump from #maincontent to the end of the
+/// body (where LuCI's dialogs go), scripts and tags dropped, entities
 /// decoded; no page may show what a script failed to fill in.
 fn text(dom: &str) -> String {
     let body = dom.split("<div id=\"maincontent\">").nth(1).unwrap_or(dom);
-    let body = body.split("<script>").next().unwrap_or(body);
-    let t = visible(body);
+    let body = body.split("</body>").next().unwrap_or(body);
+    let t = visible(&without_scripts(body));
     for bad in ["undefined", "NaN", "[object Object]"] {
         assert!(!t.contains(bad), "the page shows {bad:?}:\n{t}");
     }
     t
+}
+
+/// `html` without its <script> elements (the page's own scripts follow
+/// #maincontent, before a dialog).
+fn without_scripts(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        out.push_str(&rest[..start]);
+        rest = rest[start..]
+            .split_once("</script>")
+            .map_or("", |(_, after)| after);
+    }
+    out + rest
 }
 
 fn visible(html: &str) -> String {
@@ -748,7 +763,7 @@ fn pages_when_the_daemon_is_not_running() {
         &router.view("daemon-down", "ntpgate/status.js", ""),
         "status-daemon-down",
     );
-    assert_shows(&t, &["The ntpgate daemon", "/etc/init.d/ntpgate start"]);
+    assert_shows(&t, &["ntpgate is not running", "/etc/init.d/ntpgate start"]);
     assert!(!t.contains("not synchronised"), "{t}");
     assert_eq!(
         router.web.calls()[0].answer,
@@ -758,7 +773,52 @@ fn pages_when_the_daemon_is_not_running() {
         &router.overview("widget-daemon-down"),
         "overview-daemon-down",
     );
-    assert_shows(&t, &["The ntpgate daemon", "/etc/init.d/ntpgate start"]);
+    assert_shows(&t, &["ntpgate is not running", "/etc/init.d/ntpgate start"]);
+}
+
+/// Answers the pages cannot use: each is named for what it is, never
+/// shown as "undefined" (text() refuses that) nor as a generic failure.
+#[test]
+fn pages_when_the_answer_is_not_understood() {
+    let router = Router::new("");
+    let _d = local_clock(&router);
+    for (name, result, expected) in [
+        // ubusd lost the object between uhttpd's lookup and the call.
+        ("gone", json!([4]), "ntpgate is not running"),
+        (
+            "no-sync",
+            json!([0, { "server": {} }]),
+            "does not understand (it has no sync section): {\"server\":{}}",
+        ),
+        (
+            "sync-not-object",
+            json!([0, { "sync": 3 }]),
+            "does not understand (it has no sync section)",
+        ),
+        ("no-data", json!([0]), "does not understand (no object): 0"),
+        (
+            "no-status",
+            json!([]),
+            "The router sent an answer this page does not understand: RPC call to ntpgate/status failed with ubus code 0",
+        ),
+    ] {
+        router.web.answer("ntpgate", "status", result);
+        let t = text(&dump(&router.view(
+            &format!("status-{name}"),
+            "ntpgate/status.js",
+            "",
+        )));
+        assert_shows(&t, &[expected]);
+        for wrong in [
+            "No answer from the router",
+            "refused the request",
+            "Stratum",
+        ] {
+            assert!(!t.contains(wrong), "{name}: {wrong:?} in:\n{t}");
+        }
+        let t = text(&dump(&router.overview(&format!("overview-{name}"))));
+        assert_shows(&t, &[expected]);
+    }
 }
 
 #[test]
@@ -796,7 +856,10 @@ fn pages_when_access_is_denied() {
         "status-denied",
     );
     assert_shows(&t, &["Access denied"]);
-    assert!(!t.contains("does not answer"), "{t}");
+    // Not taken for one of explain()'s other cases.
+    for other in ["is not running", "No answer from the router", "refused"] {
+        assert!(!t.contains(other), "{other:?} in:\n{t}");
+    }
     assert_eq!(router.web.calls()[0].answer, Err((-32002, "Access denied")));
     let t = show(&router.overview("widget-denied"), "overview-denied");
     assert_shows(&t, &["Access denied"]);
@@ -924,6 +987,73 @@ fn settings_uci() -> String {
         + "config pinhole 'nas'\n\toption interface 'lan'\n\toption suffix '::50'\nconfig firewall 'fw'\n"
 }
 
+/// Type each (section, option, value) into the settings form on a page
+/// of `router`, in turn, as a person would: the DOM, the page's URL, and
+/// per case the form's verdict (None when it accepts) and the option's
+/// form value after typing (a list's is what Save would write).
+fn validate_on_page(
+    router: &Router,
+    name: &str,
+    cases: &[(&str, &str, &str)],
+) -> (String, String, Vec<(Option<String>, Value)>) {
+    let js_cases = serde_json::to_string(cases).unwrap();
+    let after = format!(
+        "var cases = {js_cases}, r = [];\
+         cases.reduce(function(p, c) {{ return p.then(function() {{ return window.luciValidate(c[0], c[1], c[2]).then(function(v) {{\
+         r.push([ v === true ? null : String(v), window.FORM_MAP.lookup(c[1], c[0]).formvalue(c[0]) ]); }}); }}); }}, Promise.resolve())\
+         .then(function() {{ var pre = document.createElement('pre'); pre.id = 'validation'; pre.textContent = JSON.stringify(r);\
+         document.getElementById('maincontent').appendChild(pre); }});"
+    );
+    let url = router.view(name, "ntpgate/settings.js", &after);
+    let dom = dump(&url);
+    let results: Vec<(Option<String>, Value)> = serde_json::from_str(
+        &dom.split("<pre id=\"validation\">")
+            .nth(1)
+            .expect("the validation results")
+            .split("</pre>")
+            .next()
+            .unwrap()
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+    .unwrap();
+    assert_eq!(results.len(), cases.len());
+    (dom, url, results)
+}
+
+/// The real `ntpgate check` on `config`, beside a network config with the
+/// interface 'lan': its first error, or None when the daemon would take
+/// the file.
+fn ntpgate_check(config: &str) -> Option<String> {
+    let dir = scratch_dir();
+    std::fs::write(
+        dir.join("network"),
+        "config interface 'lan'\n\toption device 'br-lan'\n",
+    )
+    .unwrap();
+    let path = dir.join("ntpgate");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    match out.status.code() {
+        Some(0) => None,
+        Some(1) => Some(
+            report
+                .lines()
+                .find(|l| l.contains(": error: "))
+                .unwrap_or(&report)
+                .to_string(),
+        ),
+        other => panic!("ntpgate check exited with {other:?}:\n{report}"),
+    }
+}
+
 #[test]
 fn settings_form_validates_as_ntpgate_check() {
     let router = Router::new(&settings_uci());
@@ -979,15 +1109,8 @@ fn settings_form_validates_as_ntpgate_check() {
         ("nas", "limit_pps", "50"),
         ("nas", "limit_pps", "0"),
     ];
-    let js_cases = serde_json::to_string(&cases).unwrap();
-    let after = format!(
-        "var cases = {js_cases}, r = [];\
-         cases.reduce(function(p, c) {{ return p.then(function() {{ return window.luciValidate(c[0], c[1], c[2]).then(function(v) {{ r.push(v === true ? null : String(v)); }}); }}); }}, Promise.resolve())\
-         .then(function() {{ var pre = document.createElement('pre'); pre.id = 'validation'; pre.textContent = JSON.stringify(r);\
-         document.getElementById('maincontent').appendChild(pre); }});"
-    );
-    let url = router.view("settings", "ntpgate/settings.js", &after);
-    let dom = dump(&url);
+    let (dom, url, checked) = validate_on_page(&router, "settings", &cases);
+    let results: Vec<Option<String>> = checked.into_iter().map(|(verdict, _)| verdict).collect();
     let t = text(&dom);
     assert_shows(
         &t,
@@ -1002,29 +1125,12 @@ fn settings_form_validates_as_ntpgate_check() {
             "nas",
         ],
     );
-    let results: Vec<Option<String>> = serde_json::from_str(
-        &dom.split("<pre id=\"validation\">")
-            .nth(1)
-            .expect("the validation results")
-            .split("</pre>")
-            .next()
-            .unwrap()
-            .replace("&quot;", "\"")
-            .replace("&amp;", "&")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">"),
-    )
-    .unwrap();
     assert_eq!(results.len(), cases.len());
     // LuCI's own datatype message (shared/fixtures/luci/README.md).
     assert_eq!(
         results[3].as_deref(),
         Some("Expecting: valid port value"),
         "port x"
-    );
-    let network = Interfaces::parse(
-        "config interface 'lan'\n\toption device 'br-lan'\n",
-        "network",
     );
     for ((section, option, value), ui) in cases.iter().zip(&results) {
         let text = if *section == "main" {
@@ -1051,8 +1157,7 @@ fn settings_form_validates_as_ntpgate_check() {
         } else {
             text
         };
-        let checked = ntpgate::config::parse(&text, "t", &network);
-        let check_error = checked.errors().next().map(|d| d.message.clone());
+        let check_error = ntpgate_check(&text);
         assert_eq!(
             ui.is_some(),
             check_error.is_some(),
@@ -1060,6 +1165,129 @@ fn settings_form_validates_as_ntpgate_check() {
         );
     }
     screenshot(&url, "settings");
+}
+
+/// listen, allow and deny: what the form lets into the list is what
+/// `ntpgate check` takes, with the list it joins (a listen address beside
+/// a wildcard, twice, in another spelling), and what the form refuses
+/// `ntpgate check` refuses.
+#[test]
+fn address_lists_validate_as_ntpgate_check() {
+    let addresses = [
+        "192.0.2.1",
+        "::1",
+        "::",
+        "0.0.0.0",
+        "0:0::0",
+        "2001:db8::7",
+        "2001:DB8:0::7",
+        "::ffff:192.0.2.1",
+        "1::2:3:4:5:6:7",
+        "::1:2:3:4:5:6:7",
+        "1:2:3:4:5:6:7::",
+        "1:2:3:4:5:6:7:8",
+        "1:2:3:4:5:6:7:8:9",
+        "1::2::3",
+        "::1.2.3.4",
+        "1:2:3:4:5:6:1.2.3.4",
+        "1.2.3.4::",
+        "12345::1",
+        "01.2.3.4",
+        "1.2.3",
+        "256.1.1.1",
+        "fe80::1%eth0",
+        "[::1]",
+        "127.0.0.1:123",
+        "localhost",
+    ];
+    let prefixes = [
+        "10.0.0.0/8",
+        "10.0.0.1",
+        "10.0.0.0/33",
+        "10.0.0.0/+8",
+        "10.0.0.0/08",
+        "10.0.0.0/",
+        "10.0.0.0/8/8",
+        "10.0.0.0/-1",
+        "10.0.0.0/256",
+        "/8",
+        "nope/8",
+        "2001:db8::/32",
+        "2001:db8::/129",
+        "::ffff:10.0.0.0/24",
+        "::ffff:10.0.0.0/104",
+        "2001:db8::1/64",
+    ];
+    // Two lists for listen to join: the package's ('::'), and an IPv4
+    // wildcard beside an IPv6 address; allow and deny join a prefix.
+    let contexts = [
+        ("shipped", vec!["::"]),
+        ("wildcard4", vec!["0.0.0.0", "2001:db8::7"]),
+    ];
+    for (name, listen) in contexts {
+        let mut uci = "config server 'main'\n\toption local_stratum '3'\n\tlist allow '192.0.2.0/24'\n\tlist deny '192.0.2.0/24'\n".to_string();
+        for l in &listen {
+            uci += &format!("\tlist listen '{l}'\n");
+        }
+        let router = Router::new(&uci);
+        let mut cases: Vec<(&str, &str, &str)> =
+            addresses.iter().map(|a| ("main", "listen", *a)).collect();
+        if name == "shipped" {
+            for option in ["allow", "deny"] {
+                cases.extend(prefixes.iter().map(|p| ("main", option, *p)));
+            }
+        }
+        let (_, _, results) = validate_on_page(&router, &format!("address-lists-{name}"), &cases);
+        let mut refused = 0;
+        for ((_, option, value), (verdict, formvalue)) in cases.iter().zip(&results) {
+            let before: Vec<&str> = match *option {
+                "listen" => listen.clone(),
+                _ => vec!["192.0.2.0/24"],
+            };
+            // Accepted: the list as Save would write it. Refused: the list
+            // with the value added, as a person would write the file.
+            let list: Vec<String> = if verdict.is_none() {
+                serde_json::from_value(formvalue.clone()).expect("a list")
+            } else {
+                let mut l: Vec<String> = before.iter().map(|v| v.to_string()).collect();
+                l.push(value.to_string());
+                l
+            };
+            if verdict.is_some() {
+                refused += 1;
+                assert!(
+                    !formvalue
+                        .as_array()
+                        .is_some_and(|l| l.contains(&json!(value))),
+                    "{option} {value:?}: refused, yet in the form value {formvalue}"
+                );
+            }
+            let mut config = "config server 'main'\n\toption local_stratum '3'\n".to_string();
+            for (o, values) in [
+                (
+                    "listen",
+                    listen.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                ),
+                ("allow", vec!["192.0.2.0/24".to_string()]),
+                ("deny", vec!["192.0.2.0/24".to_string()]),
+            ] {
+                for v in if o == *option { &list } else { &values } {
+                    config += &format!("\tlist {o} '{v}'\n");
+                }
+            }
+            let check_error = ntpgate_check(&config);
+            assert_eq!(
+                verdict.is_some(),
+                check_error.is_some(),
+                "{name}: {option} {value:?}: the form says {verdict:?}, ntpgate check says {check_error:?} of\n{config}"
+            );
+        }
+        // Both kinds are in the table.
+        assert!(
+            refused > 0 && refused < cases.len(),
+            "{name}: {refused} refused"
+        );
+    }
 }
 
 fn daemon_reads(text: &str) -> ntpgate::config::Config {
@@ -1076,15 +1304,46 @@ fn daemon_reads(text: &str) -> ntpgate::config::Config {
     loaded.config.unwrap()
 }
 
+/// JS: press the page's Save button.
+const PRESS_SAVE: &str = "Array.prototype.filter.call(document.querySelectorAll('.cbi-page-actions button'),\
+                          function(b) { return b.textContent == 'Save'; })[0].click();";
+
 /// Open the settings with `uci`, press Save; what UCI then holds.
 fn save(name: &str, uci: &str) -> (Router, Uci) {
     let router = Router::new(uci);
-    let after = "var b = Array.prototype.filter.call(document.querySelectorAll('.cbi-page-actions button'),\
-                 function(b) { return b.textContent == 'Save'; })[0]; b.click();";
-    let t = text(&dump(&router.view(name, "ntpgate/settings.js", after)));
+    let t = text(&dump(&router.view(name, "ntpgate/settings.js", PRESS_SAVE)));
     assert!(!t.contains("Save error"), "{t}");
     let saved = router.web.uci();
     (router, saved)
+}
+
+/// A value the form refuses stops Save: LuCI's "Save error" dialog says
+/// which option and why, and nothing reaches UCI.
+#[test]
+fn settings_save_refuses_an_invalid_value() {
+    let router = Router::new(&settings_uci());
+    let after =
+        format!("window.luciValidate('main', 'port', 'x').then(function() {{ {PRESS_SAVE} }});");
+    let t = text(&dump(&router.view(
+        "settings-save-invalid",
+        "ntpgate/settings.js",
+        &after,
+    )));
+    assert_shows(
+        &t,
+        &[
+            "Save error",
+            "Option \"Port\" contains an invalid input value. Expecting: valid port value",
+        ],
+    );
+    let writes: Vec<String> = router
+        .web
+        .calls()
+        .into_iter()
+        .filter(|c| c.object == "uci" && c.method != "get")
+        .map(|c| c.method)
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
 }
 
 #[test]
