@@ -11,13 +11,15 @@
 //! Covered: the shim's handling of uhttpd's answers as rpc.js's; the
 //! status page on live daemons (synchronised to four chronyd
 //! upstreams, unsynchronised, a closed pinhole, no upstreams), the overview
-//! widget, the daemon not running, a refused call (the captured `[2]`),
-//! access denied, reload applied / unchanged / refused with its errors,
-//! the poll calling again; the settings form's validation against `ntpgate
-//! check`, what a save sends to UCI and that the daemon reads the saved
-//! file as it read the original, placeholders that are the daemon's
-//! defaults, `modalonly` options left to the edit dialog; and the app's
-//! files (ACL, menu, .pot).
+//! widget, the daemon not running (no object, or status 4), a refused call
+//! (the captured `[2]`), answers the pages cannot use, access denied,
+//! reload applied / unchanged / refused with its errors, the poll calling
+//! again; the settings form's validation against the real `ntpgate check`
+//! (listen, allow and deny on a table of addresses and prefixes, listen
+//! conflicts included), what a save sends to UCI and that the daemon reads
+//! the saved file as it read the original, Save stopped by an invalid
+//! value, placeholders that are the daemon's defaults, `modalonly` options
+//! left to the edit dialog; and the app's files (ACL, menu, .pot).
 
 mod common;
 #[path = "luci/rpcd_uci.rs"]
@@ -486,7 +488,8 @@ fn captured_result(method: &str) -> Value {
 
 /// rpc.js's handling of uhttpd's answers, on the shim: a non-zero status
 /// resolves as the bare number unless the call rejects, `expect` picks or
-/// falls back, a JSON-RPC error rejects (shared/fixtures/luci/README.md).
+/// falls back, a JSON-RPC error rejects (shared/fixtures/luci/README.md),
+/// `filter` makes the result (luci-base rpc.js).
 #[test]
 fn shim_treats_answers_as_rpc_js_does() {
     let router = Router::new("");
@@ -502,11 +505,13 @@ var rejecting = rpc.declare({ object: 'ntpgate', method: 'reload', expect: { }, 
 var whole = rpc.declare({ object: 'ntpgate', method: 'reload', expect: { '': { fallback: true } } });
 var sync = rpc.declare({ object: 'ntpgate', method: 'status', expect: { sync: { } } });
 var absent = rpc.declare({ object: 'nosuchobject', method: 'status', reject: true });
+var filtered = rpc.declare({ object: 'ntpgate', method: 'status', expect: { sync: { } },
+	filter: function(sync, args, extra) { return [ sync.stratum, args, extra ]; } });
 function settle(p) {
 	return p.then(function(v) { return { resolved: v }; }, function(e) { return { rejected: e.name + ': ' + e.message }; });
 }
 return view.extend({
-	load: function() { return Promise.all([ plain(), rejecting(), whole(), sync(), absent() ].map(settle)); },
+	load: function() { return Promise.all([ plain(), rejecting(), whole(), sync(), absent(), filtered('beyond the params') ].map(settle)); },
 	render: function(r) { return E('pre', { 'id': 'results' }, [ JSON.stringify(r) ]); }
 });
 "#;
@@ -536,6 +541,12 @@ return view.extend({
     assert_eq!(
         results[4],
         json!({ "rejected": "RPCError: RPC call to nosuchobject/status failed with error -32000: Object not found" })
+    );
+    // filter(the expected value, the params sent, the extra arguments).
+    assert_eq!(
+        results[5],
+        json!({ "resolved": [3, {}, "beyond the params"] }),
+        "{results}"
     );
     // Each went out as rpc.js sends it.
     let first = router.web.calls()[0].clone();
