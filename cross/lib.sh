@@ -5,7 +5,7 @@
 # cross_setup OPENWRT_ARCH build|test: sets $target and the cargo
 # environment; prints the extra cargo arguments to args[].
 cross_setup() {
-    local arch=$1 mode=$2 build_std=0 zig_target="" flags=""
+    local arch=$1 mode=$2 build_std=0 zig_target="" flags="" link_arg=-Wl,-T,
     case "$arch" in
     mips_24kc)
         target=mips-unknown-linux-musl build_std=1
@@ -67,9 +67,9 @@ cross_setup() {
         export RUSTC_BOOTSTRAP=1
         flags="$flags -C link-self-contained=no"
         if [ "$mode" = build ]; then
-            # For size: no unwinding machinery, std built for size, no
-            # file/line in panic messages.
-            flags="$flags -Z unstable-options -C panic=immediate-abort -Z location-detail=none"
+            # For size: no unwinding machinery, std built for size (and
+            # with the flags below).
+            flags="$flags -Z unstable-options -C panic=immediate-abort"
             args+=(-Z build-std=std,panic_abort -Z build-std-features=optimize_for_size)
         else
             args+=(-Z build-std)
@@ -79,9 +79,24 @@ cross_setup() {
             step "adding rustup target $target"
             rustup target add "$target" || die "cannot add the rustup target $target"
         }
-        case "$target" in
-        aarch64-*) export "CARGO_TARGET_${env_target}_LINKER=rust-lld" ;;
-        esac
+        # rust-lld for both: GNU ld (x86_64's default through cc) will not
+        # drop the unwind tables that musl's crtbegin.o refers to.
+        export "CARGO_TARGET_${env_target}_LINKER=rust-lld"
+        link_arg=--script=
+    fi
+    if [ "$mode" = build ]; then
+        # The router build, for size (BENCHMARKS.md measures each), on
+        # every target; the unit tests keep the defaults, which unwind.
+        # - no file/line in panic messages;
+        # - `{:?}` prints nothing: what users and logs see is Display;
+        # - code for a fixed address: these are static executables (no
+        #   PIE), and PIC costs most on MIPS, whose calls go through the GOT;
+        # - no unwind tables: a panic aborts, nothing reads them; the
+        #   linker drops those of the C parts and of rustup's std, and
+        #   MIPS' .pdr (cross/discard.ld; cross/build checks the result).
+        export RUSTC_BOOTSTRAP=1
+        flags="$flags -Z location-detail=none -Z fmt-debug=none -C relocation-model=static -C force-unwind-tables=no"
+        flags="$flags -C link-arg=$link_arg$PWD/cross/discard.ld"
     fi
     export "CARGO_TARGET_${env_target}_RUSTFLAGS=$flags"
     if [ "$mode" = test ]; then

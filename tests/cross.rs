@@ -747,3 +747,88 @@ fn nft_and_netlink_under_qemu() {
         );
     }
 }
+
+/// The router build prints nothing for `{:?}` (`-Zfmt-debug=none`): what a
+/// user reads from it, run under qemu, is checked whole, so that a message
+/// that went through Debug (ours or a dependency's) shows up blank here.
+#[test]
+fn router_build_messages_are_whole_under_qemu() {
+    for arch in arches() {
+        let dir = unpack(&package(&arch));
+        let qemu = qemu_for(&arch);
+        let binary = dir.join("data/usr/sbin/ntpgate");
+        let run = |args: &[&str]| {
+            let out = Command::new(&qemu)
+                .arg(&binary)
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+
+        // A broken config: file, line, option and the reason, per problem.
+        let config = dir.join("broken");
+        std::fs::write(
+            &config,
+            "config server\n\toption port 'abc'\n\toption bogus_opt '1'\n",
+        )
+        .unwrap();
+        let path = config.display().to_string();
+        let (code, out, err) = run(&["check", "--config", &path]);
+        assert_eq!(code, Some(1), "{arch}: {out}{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                format!("{path}:2: error: port: 'abc' is not a whole number from 1 to 65535"),
+                format!("{path}:3: error: unknown option 'bogus_opt' in the server section"),
+                format!("{path}: 2 error(s), 0 warning(s): the daemon would refuse this file"),
+            ],
+            "{arch}: stderr {err}"
+        );
+
+        // A file that cannot be read: the path and the system's reason.
+        let missing = dir.join("missing").display().to_string();
+        let (code, _, err) = run(&["run", "--config", &missing]);
+        assert_eq!(code, Some(1), "{arch}: {err}");
+        assert!(
+            err.contains(&format!(
+                "error: {missing}:0: cannot read: No such file or directory (os error 2)"
+            )),
+            "{arch}: {err}"
+        );
+
+        // clap's errors name the argument and show the usage.
+        let (code, _, err) = run(&["run", "--bogus"]);
+        assert_eq!(code, Some(2), "{arch}: {err}");
+        assert!(
+            err.contains("error: unexpected argument '--bogus' found")
+                && err.contains("Usage: ntpgate run [OPTIONS]"),
+            "{arch}: {err}"
+        );
+        let (code, out, _) = run(&["--help"]);
+        assert_eq!(code, Some(0), "{arch}: {out}");
+        assert!(
+            out.contains("Usage: ntpgate <COMMAND>") && out.contains("  check "),
+            "{arch}: {out}"
+        );
+
+        // A query nobody answers: the address and the system's reason (its
+        // number is the target's: ECONNREFUSED is 146 on MIPS).
+        let port = free_port();
+        let (code, out, err) = run(&["query", &format!("127.0.0.1:{port}")]);
+        let err = out + &err;
+        assert_eq!(code, Some(1), "{arch}: {err}");
+        assert!(
+            err.contains(&format!(
+                "no answer from 127.0.0.1:{port}: Connection refused (os error "
+            )),
+            "{arch}: {err}"
+        );
+        println!("{arch}: the messages users read are whole under {qemu}");
+    }
+}

@@ -241,7 +241,7 @@ fn snapshot_json(shared: &Shared, part: impl FnOnce(&Snapshot<'_>) -> Value) -> 
 
 /// The router's global IPv6 addresses, from a netlink dump.
 async fn global_addresses() -> Value {
-    let Ok((connection, handle, _)) = rtnetlink::new_connection() else {
+    let Ok((connection, handle)) = crate::netwatch::connect() else {
         return Value::Array(Vec::new());
     };
     let task = tokio::spawn(connection);

@@ -9,11 +9,14 @@
 //! `ratelimit ... leak`, one in 2^leak limited requests is answered anyway so
 //! that spoofing a victim's address cannot cut the victim off completely.
 //!
-//! The table is a fixed array of small sets (set-associative): a key hashes
-//! (with a random key, so sources cannot be chosen to collide) to one set, and
-//! a newcomer evicts the member of its set that was quietest. A new or evicted
-//! client starts with a full bucket, so eviction errs towards answering, and a
-//! flood of spoofed sources costs CPU, never memory.
+//! The table is an array of small sets (set-associative): a key hashes (with
+//! a random key, so sources cannot be chosen to collide) to one set, and a
+//! newcomer evicts the member of its set that was quietest. The array starts
+//! small and doubles when a newcomer finds its set full, up to the capacity
+//! given: a router with few clients never holds the whole table. A new or
+//! evicted client starts with a full bucket, so eviction errs towards
+//! answering, and a flood of spoofed sources costs CPU, never more memory
+//! than the capacity.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
@@ -66,8 +69,11 @@ pub enum Verdict {
 /// couple of cache lines only.
 const WAYS: usize = 8;
 
-/// Default table size: 16384 clients, 512 KiB.
+/// Default table size: at most 16384 clients, 512 KiB.
 pub const DEFAULT_CAPACITY: usize = 16384;
+
+/// Sets the table starts with: 512 clients, 16 KiB.
+const FIRST_SETS: usize = 64;
 
 #[derive(Clone, Copy, Default)]
 struct Entry {
@@ -78,8 +84,9 @@ struct Entry {
 
 pub struct RateLimiter {
     settings: RateLimitSettings,
-    table: Box<[Entry]>,
+    table: Vec<Entry>,
     set_mask: usize,
+    max_sets: usize,
     hasher: RandomState,
     rng: u64,
 }
@@ -88,18 +95,45 @@ impl RateLimiter {
     /// `capacity` is rounded up to a power of two times the set size.
     /// `seed` drives the leak; any value but zero.
     pub fn new(settings: RateLimitSettings, capacity: usize, seed: u64) -> Self {
-        let sets = capacity.div_ceil(WAYS).next_power_of_two().max(1);
+        let max_sets = capacity.div_ceil(WAYS).next_power_of_two().max(1);
+        let sets = FIRST_SETS.min(max_sets);
         RateLimiter {
             settings,
-            table: vec![Entry::default(); sets * WAYS].into_boxed_slice(),
+            table: vec![Entry::default(); sets * WAYS],
             set_mask: sets - 1,
+            max_sets,
             hasher: RandomState::new(),
             rng: seed | 1,
         }
     }
 
+    /// The most clients the table will hold.
     pub fn capacity(&self) -> usize {
+        self.max_sets * WAYS
+    }
+
+    /// The slots allocated now.
+    pub fn allocated(&self) -> usize {
         self.table.len()
+    }
+
+    fn set_of(&self, key: u128) -> usize {
+        (self.hasher.hash_one(key) as usize) & self.set_mask
+    }
+
+    /// Double the sets: set `i`'s members stay in `i` or move to
+    /// `i + sets`, by the next bit of their hash, so none is lost.
+    fn grow(&mut self) {
+        let sets = self.set_mask + 1;
+        let mut table = vec![Entry::default(); 2 * sets * WAYS];
+        let mut used = vec![0usize; 2 * sets];
+        self.set_mask = 2 * sets - 1;
+        for entry in self.table.iter().filter(|e| e.tat != 0) {
+            let set = self.set_of(entry.key);
+            table[set * WAYS + used[set]] = *entry;
+            used[set] += 1;
+        }
+        self.table = table;
     }
 
     /// Clients currently remembered.
@@ -134,23 +168,26 @@ impl RateLimiter {
     pub fn check(&mut self, ip: IpAddr, now_ns: u64) -> Verdict {
         let now = now_ns.max(1);
         let key = self.key(ip);
-        let set = (self.hasher.hash_one(key) as usize) & self.set_mask;
-        let slots = &mut self.table[set * WAYS..(set + 1) * WAYS];
-
-        let slot = match slots.iter().position(|e| e.tat != 0 && e.key == key) {
-            Some(i) => i,
-            None => {
-                // A free slot, else the quietest client: the earliest arrival time.
-                let i = slots
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, e)| e.tat)
-                    .map(|(i, _)| i)
-                    .expect("sets are never empty");
-                slots[i] = Entry { key, tat: now };
-                i
+        let (set, slot) = loop {
+            let set = self.set_of(key);
+            let slots = &self.table[set * WAYS..(set + 1) * WAYS];
+            if let Some(i) = slots.iter().position(|e| e.tat != 0 && e.key == key) {
+                break (set, i);
             }
+            // A free slot, else the quietest client: the earliest arrival time.
+            let (i, quietest) = slots
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.tat)
+                .expect("sets are never empty");
+            if quietest.tat != 0 && self.set_mask + 1 < self.max_sets {
+                self.grow();
+                continue;
+            }
+            self.table[set * WAYS + i] = Entry { key, tat: now };
+            break (set, i);
         };
+        let slots = &mut self.table[set * WAYS..(set + 1) * WAYS];
 
         let interval_ns = (self.settings.interval * 1e9) as u64;
         let tolerance =
@@ -248,6 +285,35 @@ mod tests {
         // Meanwhile a different /64 and an IPv4 client are untouched.
         assert_eq!(rl.check(ip("2001:db8:1:3::1"), t0 + SEC), Verdict::Allowed);
         assert_eq!(rl.check(ip("198.51.100.9"), t0 + SEC), Verdict::Allowed);
+    }
+
+    #[test]
+    fn the_table_grows_with_its_clients_keeps_their_buckets_and_stops_at_its_bound() {
+        let mut rl = limiter();
+        assert_eq!(rl.allocated(), FIRST_SETS * WAYS);
+        let t = 10 * SEC;
+        // An abuser empties its bucket before the table grows.
+        let abuser = ip("203.0.113.1");
+        for _ in 0..16 {
+            assert_eq!(rl.check(abuser, t), Verdict::Allowed);
+        }
+        // 2000 clients, one request each: more than the first sets hold.
+        for i in 0..2000u32 {
+            assert_eq!(
+                rl.check(IpAddr::V4((0x0a00_0000 + i).into()), t),
+                Verdict::Allowed
+            );
+        }
+        assert!(rl.allocated() > FIRST_SETS * WAYS, "{}", rl.allocated());
+        assert!(rl.allocated() < DEFAULT_CAPACITY, "{}", rl.allocated());
+        assert_eq!(rl.len(), 2001, "no client lost in the growth");
+        assert_eq!(rl.check(abuser, t), Verdict::Limited);
+        // A flood of spoofed sources takes it to its bound, no further.
+        for i in 0..200_000u32 {
+            rl.check(IpAddr::V4(i.wrapping_mul(2_654_435_761).into()), t);
+        }
+        assert_eq!(rl.allocated(), DEFAULT_CAPACITY);
+        assert_eq!(rl.capacity(), DEFAULT_CAPACITY);
     }
 
     #[test]
