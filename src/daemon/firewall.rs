@@ -208,6 +208,47 @@ fn log_changes(before: &[PinholeState], after: &[PinholeState]) {
     }
 }
 
+/// How long a netlink dump may take.
+const DUMP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The netlink connection the firewall task watches the LAN through. It is
+/// opened anew when a dump fails or hangs: a connection whose socket
+/// overflowed may never answer again, and the pinholes must not wait on it
+/// forever.
+struct Watch {
+    connection: JoinHandle<()>,
+    handle: netwatch::Handle,
+    events: Box<dyn futures_util::Stream<Item = netwatch::Notice> + Unpin + Send + Sync>,
+}
+
+impl Watch {
+    fn open() -> std::io::Result<Watch> {
+        let (connection, handle, events) = netwatch::subscribe()?;
+        Ok(Watch {
+            connection: tokio::spawn(connection),
+            handle,
+            events: Box::new(events),
+        })
+    }
+
+    async fn dump(&self) -> Result<Snapshot, String> {
+        match tokio::time::timeout(DUMP_TIMEOUT, netwatch::dump(&self.handle)).await {
+            Ok(Ok(snapshot)) => Ok(snapshot),
+            Ok(Err(e)) => Err(format!("netlink dump failed: {e}")),
+            Err(_) => Err(format!(
+                "netlink dump not answered in {} s",
+                DUMP_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
 async fn reconcile_task(
     configured: Vec<Pinhole>,
     router: BTreeSet<u16>,
@@ -221,14 +262,13 @@ async fn reconcile_task(
     let needs_netifd = configured.iter().any(|p| !p.device_given);
     let mut netifd_asked: Option<Instant> = None;
     let mut netifd_answered = false;
-    let (connection, handle, mut events) = match netwatch::subscribe() {
-        Ok(c) => c,
+    let mut watch = match Watch::open() {
+        Ok(w) => w,
         Err(e) => {
             warning!("pinholes: cannot watch the network through netlink: {e}");
             return;
         }
     };
-    tokio::spawn(connection);
     let mut check = tokio::time::interval(CHECK_INTERVAL);
     let mut reader = Reader::default();
     let mut reconciler = Reconciler::new(timeout);
@@ -236,17 +276,21 @@ async fn reconcile_task(
     loop {
         tokio::select! {
             _ = check.tick() => {}
-            Some(_) = events.next() => {
+            Some(_) = watch.events.next() => {
                 // A prefix change comes as several messages: take them all.
                 tokio::time::sleep(SETTLE).await;
-                while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, events.next()).await {}
+                while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, watch.events.next()).await {}
             }
             _ = shared.firewall.wake.notified() => {}
         }
-        let snapshot = match netwatch::dump(&handle).await {
+        let snapshot = match watch.dump().await {
             Ok(s) => s,
             Err(e) => {
-                warning!("pinholes: netlink dump failed: {e}");
+                warning!("pinholes: {e}; opening the netlink connection again");
+                match Watch::open() {
+                    Ok(w) => watch = w,
+                    Err(e) => warning!("pinholes: cannot watch the network through netlink: {e}"),
+                }
                 continue;
             }
         };

@@ -344,7 +344,7 @@ pub type Notice = (NetlinkMessage<RouteMessage>, SocketAddr);
 pub fn subscribe() -> io::Result<(
     Connection<RouteMessage>,
     Handle,
-    impl futures_util::Stream<Item = Notice> + Unpin + Send,
+    impl futures_util::Stream<Item = Notice> + Unpin + Send + Sync,
 )> {
     let (mut connection, handle, messages) = rtnetlink::proto::new_connection(NETLINK_ROUTE)?;
     connection
