@@ -43,6 +43,11 @@ fn qemu_for(arch: &str) -> String {
     require(program, "qemu-user").display().to_string()
 }
 
+/// The packaged binary run under qemu-user with `args`.
+fn run_under_qemu(qemu: &str, binary: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(qemu).arg(binary).args(args).output().unwrap()
+}
+
 fn version() -> String {
     format!("{}-r1", env!("CARGO_PKG_VERSION"))
 }
@@ -589,11 +594,7 @@ fn packages_run_under_qemu() {
         let qemu = qemu_for(&arch);
         let binary = dir.join("data/usr/sbin/ntpgate");
         let run = |args: &[&str]| {
-            let out = Command::new(&qemu)
-                .arg(&binary)
-                .args(args)
-                .output()
-                .unwrap();
+            let out = run_under_qemu(&qemu, &binary, args);
             (
                 out.status.success(),
                 String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -758,11 +759,7 @@ fn router_build_messages_are_whole_under_qemu() {
         let qemu = qemu_for(&arch);
         let binary = dir.join("data/usr/sbin/ntpgate");
         let run = |args: &[&str]| {
-            let out = Command::new(&qemu)
-                .arg(&binary)
-                .args(args)
-                .output()
-                .unwrap();
+            let out = run_under_qemu(&qemu, &binary, args);
             (
                 out.status.code(),
                 String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::ubusd::Ubusd;
+use common::ubusd::{Ubusd, publish_in_thread};
 use common::*;
 use ntpgate::config::network::Interfaces;
 use ntpgate::ubus::blob::Msg;
@@ -712,21 +712,12 @@ fn web_server_keeps_data_sent_with_an_error() {
     let mut acl = app_acl();
     acl["luci-app-ntpgate"]["read"]["ubus"]["oddobject"] = json!(["refuse"]);
     let router = Router::with_acl("", acl);
-    let socket = router.socket.clone();
-    let (published, ready) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use ntpgate::ubus::wire::{Message, Value as Attr, attr, kind};
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut c = Connection::connect(&socket).await.unwrap();
-            let id = c
-                .add_object("oddobject", &vec![("refuse", vec![])])
-                .await
-                .unwrap();
-            published.send(()).unwrap();
+    publish_in_thread(
+        &router.socket,
+        "oddobject",
+        vec![("refuse", vec![])],
+        |mut c, id| async move {
+            use ntpgate::ubus::wire::{Message, Value as Attr, attr, kind};
             while let Ok(m) = c.recv().await {
                 if m.kind != kind::INVOKE {
                     continue;
@@ -741,9 +732,8 @@ fn web_server_keeps_data_sent_with_an_error() {
                 c.send(&data).await.unwrap();
                 c.send(&status).await.unwrap();
             }
-        });
-    });
-    ready.recv().unwrap();
+        },
+    );
     let answer = post(
         &router,
         "/ubus",

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::lan::*;
-use common::ubusd::Ubusd;
+use common::ubusd::{Ubusd, publish_in_thread};
 use common::*;
 use ntpgate::ubus::blob::Msg;
 use ntpgate::ubus::session::{Connection, Error, Handler, Table};
@@ -179,24 +179,17 @@ fn pinhole_devices_come_from_netifd() {
     let net = Network::build();
     let socket = scratch_dir().join("ubus.sock");
     let ubusd = Ubusd::start(&socket);
-    let owner_socket = socket.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut c = Connection::connect(&owner_socket).await.unwrap();
-            let id = c
-                .add_object("network.interface", &vec![("dump", vec![])])
-                .await
-                .unwrap();
-            let dump = serde_json::json!({"interface": [
-                {"interface": "lan", "up": true, "device": "br-lan", "l3_device": "br-lan"}
-            ]});
+    let dump = serde_json::json!({"interface": [
+        {"interface": "lan", "up": true, "device": "br-lan", "l3_device": "br-lan"}
+    ]});
+    publish_in_thread(
+        &socket,
+        "network.interface",
+        vec![("dump", vec![])],
+        |mut c, id| async move {
             c.serve(id, &Netifd(dump), || {}).await;
-        });
-    });
+        },
+    );
     let _lan_ntp = Daemon::start_with(
         net.lan.command(BIN),
         "config server\n\tlist listen '::'\n\toption port '123'\n\toption local_stratum '2'\n",

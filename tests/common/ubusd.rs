@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ntpgate::ubus::blob::Msg;
+use ntpgate::ubus::session::{Connection, Signature};
 use ntpgate::ubus::wire::{self, Message, Value, attr, kind, status};
 
 const PERMISSION_DENIED: u32 = 6;
@@ -192,6 +193,31 @@ fn peer_cred(stream: &UnixStream) -> (u32, u32) {
     };
     assert_eq!(r, 0, "SO_PEERCRED");
     (cred.uid, cred.gid)
+}
+
+/// An object's owner in a thread of its own: connects to the ubusd at
+/// `socket`, publishes `path` with `signature`, then runs `owner` with the
+/// connection and the object's id. Returns once the object is published.
+pub fn publish_in_thread<F, Fut>(socket: &Path, path: &'static str, signature: Signature, owner: F)
+where
+    F: FnOnce(Connection, u32) -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let socket = socket.to_path_buf();
+    let (published, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut c = Connection::connect(&socket).await.unwrap();
+            let id = c.add_object(path, &signature).await.unwrap();
+            published.send(()).unwrap();
+            owner(c, id).await;
+        });
+    });
+    ready.recv().expect("the object published");
 }
 
 pub struct Ubusd {
